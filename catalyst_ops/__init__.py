@@ -1,0 +1,3 @@
+"""Operations layer for the Catalyst Trading System."""
+
+__version__ = "0.1.0"

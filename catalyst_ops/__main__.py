@@ -1,0 +1,3 @@
+from catalyst_ops.cli import main
+
+raise SystemExit(main())

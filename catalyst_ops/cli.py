@@ -1,0 +1,102 @@
+"""Command-line entry point. Parses arguments and calls the command modules; no logic here.
+
+Each module in catalyst_ops/commands/ defines `register(subparsers)`, adding its parsers
+with `set_defaults(func=..., job=NAME)`; a `job` name means the run is recorded in the
+state DB (start, end, exit code, summary, output tail).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import pkgutil
+import sys
+
+from catalyst_ops import __version__
+from catalyst_ops.errors import CANNOT_RUN, OK, PROBLEM, USAGE, OpsError
+
+EPILOG = """exit codes: 0 ok; 1 the check found a problem; 2 usage or configuration error;
+3 could not run (a dependency is down).
+configuration: --config, else $CATALYST_OPS_CONFIG, else /etc/catalyst/ops.yml, else built-in defaults."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2
+        self.exit(USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="catalyst-ops", description="Run the Catalyst Trading System droplet: schedules, health, "
+                     "alerts, backups, validation, trading mode and emergency stop.", epilog=EPILOG,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"catalyst-ops {__version__}")
+    parser.add_argument("--config", metavar="PATH", help="ops config file (default: $CATALYST_OPS_CONFIG or /etc/catalyst/ops.yml)")
+    parser.add_argument("--now", metavar="ISO8601", help="act as if it were this moment, e.g. 2026-11-27T12:59:00-05:00 "
+                        "(also $CATALYST_OPS_NOW)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    import catalyst_ops.commands as pkg
+
+    for mod in sorted(m.name for m in pkgutil.iter_modules(pkg.__path__)):
+        if mod.startswith("_"):
+            continue
+        importlib.import_module(f"catalyst_ops.commands.{mod}").register(sub)
+    return parser
+
+
+def _status_for(code: int) -> str:
+    return "ok" if code == OK else "failed"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return USAGE
+    from catalyst_ops import clock, log
+    from catalyst_ops.context import Context
+
+    job = getattr(args, "job", None)
+    log.setup(job or args.command, args.verbose, args.quiet)
+    logger = logging.getLogger("catalyst_ops")
+    ctx = Context(args)
+    run_id = None
+    code = CANNOT_RUN
+    try:
+        if args.now:
+            clock.set_now(args.now)
+        else:
+            clock.init_from_env()
+        if job and not getattr(args, "dry_run", False):
+            run_id = ctx.db.start_job(job)
+        code = int(args.func(ctx, args) or 0)
+    except OpsError as exc:
+        code = exc.exit_code
+        msg = log.redact(str(exc))
+        print(f"catalyst-ops: error: {msg}", file=sys.stderr)
+        ctx.summary = ctx.summary or msg
+    except KeyboardInterrupt:
+        code = 130
+        ctx.summary = "interrupted"
+    except Exception as exc:  # a bug: one line, not a traceback (-v shows it)
+        code = CANNOT_RUN
+        msg = log.redact(f"internal error: {exc.__class__.__name__}: {exc}")
+        logger.debug("traceback", exc_info=True)
+        print(f"catalyst-ops: {msg}", file=sys.stderr)
+        ctx.summary = msg
+    finally:
+        if run_id is not None:
+            try:
+                ctx.db.finish_job(run_id, code, ctx.status or _status_for(code), ctx.summary, log.tail_text(),
+                                  ctx.session_date)
+            except Exception as exc:  # the state DB itself failed: say so, keep the exit code
+                print(f"catalyst-ops: error: could not record the run: {exc}", file=sys.stderr)
+        ctx.close()
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,126 @@
+"""`catalyst-ops sandbox ...`: the stand-in trading stack for tests, demos and drills."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from catalyst_ops.errors import OK, PROBLEM
+
+FAULT_HELP = ("down (process killed), hung (accepts, never answers), 500, slow (--seconds), unhealthy (200 with "
+              "status unhealthy; 503 on pattern/orchestration), degraded, cycle-failed / cycle-hang (workflow), "
+              "close-fail (broker, --symbols), clear")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("sandbox", help="the stand-in trading stack (nine services + broker) for tests and drills",
+                       description="Run the stand-in of the nine Catalyst services and of the broker's v2 API over real "
+                       "HTTP on localhost, with the real services' quirks and injectable faults. `up` writes "
+                       "RUNDIR/ops.yml, a config that points catalyst-ops at it.")
+    ss = p.add_subparsers(dest="sandbox_cmd", metavar="ACTION", required=True)
+
+    def common(sp):
+        sp.add_argument("--rundir", type=Path, default=None, help="state of the stand-in (default $CATALYST_STANDIN_DIR "
+                        "or /tmp/catalyst-standin-UID)")
+        return sp
+
+    u = common(ss.add_parser("up", help="start every stand-in service (idempotent)"))
+    u.add_argument("--base-port", type=int, default=5000, help="orchestration's port; the others keep their offsets "
+                   "(scanner base+1 ... reporting base+9, broker base+10). Default 5000")
+    u.add_argument("--profile", choices=["real", "plan"], default="real", help="contract profile served (default real)")
+    u.add_argument("--stage-seconds", type=float, default=0.5, help="seconds per workflow stage (default 0.5)")
+    u.add_argument("--database-url", help="DATABASE_URL written to the stand-in .env")
+    u.add_argument("--only", nargs="*", metavar="SERVICE", help="start only these")
+    u.set_defaults(func=run_up)
+    common(ss.add_parser("down", help="stop every stand-in service")).set_defaults(func=run_down)
+    st = common(ss.add_parser("status", help="list stand-in processes and faults"))
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=run_status)
+    f = common(ss.add_parser("fault", help="inject a fault", description=f"Kinds: {FAULT_HELP}."))
+    f.add_argument("service")
+    f.add_argument("kind")
+    f.add_argument("--sticky", action="store_true", help="survive restarts (a restart does not fix it)")
+    f.add_argument("--seconds", type=float, help="delay for slow")
+    f.add_argument("--symbols", help="comma-separated symbols whose close fails (close-fail)")
+    f.set_defaults(func=run_fault)
+    r = common(ss.add_parser("restart", help="restart one stand-in service (what the runtime calls)"))
+    r.add_argument("service")
+    r.set_defaults(func=run_restart)
+    b = common(ss.add_parser("seed-broker", help="set the stand-in broker's positions and open orders"))
+    b.add_argument("--positions", default="", help="e.g. AAPL:10,MSFT:5")
+    b.add_argument("--orders", default="", help="symbols with one open order each, e.g. AAPL,TSLA")
+    b.set_defaults(func=run_seed)
+    s = common(ss.add_parser("serve", help="run one stand-in service in the foreground (used by up and by units)"))
+    s.add_argument("service")
+    s.set_defaults(func=run_serve)
+
+
+def _rd(args) -> Path:
+    from catalyst_ops.sandbox.manage import default_rundir
+
+    return (args.rundir or default_rundir()).resolve()
+
+
+def run_up(ctx, args) -> int:
+    from catalyst_ops.sandbox import manage
+
+    rd = _rd(args)
+    s = manage.up(rd, args.base_port, args.profile, args.stage_seconds, args.database_url, only=args.only)
+    print(f"stand-in stack up in {rd} (orchestration :{s['ports']['orchestration']} ... broker :{s['ports']['broker']})")
+    print(f"use it with: catalyst-ops --config {rd / 'ops.yml'} status")
+    return OK
+
+
+def run_down(ctx, args) -> int:
+    from catalyst_ops.sandbox import manage
+
+    stopped = manage.down(_rd(args))
+    print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+    return OK
+
+
+def run_status(ctx, args) -> int:
+    from catalyst_ops.fmt import table
+    from catalyst_ops.sandbox import manage
+
+    rows = manage.status(_rd(args))
+    if args.json:
+        ctx.emit_json(rows)
+    else:
+        print(table([[r["service"], r["port"], r["pid"] or "-", r["fault"] or "-", "yes" if r["sticky"] else ""]
+                     for r in rows], ["SERVICE", "PORT", "PID", "FAULT", "STICKY"]))
+    return OK
+
+
+def run_fault(ctx, args) -> int:
+    from catalyst_ops.sandbox import manage
+
+    symbols = [s.strip().upper() for s in args.symbols.split(",")] if args.symbols else None
+    manage.set_fault(_rd(args), args.service, args.kind, args.sticky, args.seconds, symbols)
+    print(f"{args.service}: {args.kind}" + (" (sticky)" if args.sticky else ""))
+    return OK
+
+
+def run_restart(ctx, args) -> int:
+    from catalyst_ops.sandbox import manage
+
+    answered = manage.restart(_rd(args), args.service)
+    # like `systemctl restart` of a unit that dies at once: the restart itself succeeded
+    print(f"{args.service}: restarted" + ("" if answered else " (not answering yet)"))
+    return OK
+
+
+def run_seed(ctx, args) -> int:
+    from catalyst_ops.sandbox import manage
+
+    orders = [s for s in args.orders.split(",") if s.strip()]
+    st = manage.seed_broker(_rd(args), manage.make_positions(args.positions), manage.make_orders(orders), False)
+    print(f"broker: {len(st['positions'])} positions, {len(st['orders'])} orders")
+    return OK
+
+
+def run_serve(ctx, args) -> int:
+    from catalyst_ops.sandbox.server import serve
+
+    serve(args.service, _rd(args))
+    return OK

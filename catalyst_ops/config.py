@@ -1,0 +1,479 @@
+"""Configuration: one YAML file plus the stack's `.env`, validated once into typed objects.
+
+The file is `--config PATH`, else $CATALYST_OPS_CONFIG, else /etc/catalyst/ops.yml; when
+none of those exists the embedded defaults apply (the stand-in stack on localhost).
+Every section is a dataclass below; each field's default is the documented default
+(README "Configuration"). Unknown keys are errors, so a typo never passes silently.
+A bad value raises ConfigError naming the file, the dotted key and what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from catalyst_ops.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = "/etc/catalyst/ops.yml"
+
+# The nine services of the contract and their default ports (DESIGN.md).
+DEFAULT_PORTS = {
+    "orchestration": 5000,
+    "scanner": 5001,
+    "pattern": 5002,
+    "technical": 5003,
+    "risk-manager": 5004,
+    "trading": 5005,
+    "workflow": 5006,
+    "news": 5008,
+    "reporting": 5009,
+}
+
+
+def _meta(**kw: Any) -> dict:
+    return {"metadata": kw}
+
+
+def _is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def _default_state_path() -> str:
+    if _is_root():
+        return "/var/lib/catalyst/state.db"
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(base, "catalyst", "state.db")
+
+
+def _default_dir(root_path: str, leaf: str) -> str:
+    if _is_root():
+        return root_path
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(base, "catalyst", leaf)
+
+
+@dataclass
+class ServiceConfig:
+    port: int = field(default=0, **_meta(min=1, max=65535))
+    host: str = "127.0.0.1"
+    health_path: str | None = None  # None: the profile's path
+    timeout: float | None = field(default=None, **_meta(min=0.1))  # None: health.timeout
+    healthy_words: list[str] | None = None  # None: the profile's words
+    unit: str | None = None  # systemd unit; None: runtime.systemd_unit with {service}
+    container: str | None = None  # compose service name; None: the service name
+    enabled: bool = True
+
+
+@dataclass
+class CommandRuntime:
+    start: str = ""
+    stop: str = ""
+    restart: str = ""  # whole stack
+    restart_service: str = ""  # {service} is replaced
+    status: str = ""
+
+
+@dataclass
+class RuntimeConfig:
+    kind: str = field(default="compose", **_meta(choices=["compose", "systemd", "command"]))
+    compose_file: str = "/opt/catalyst/docker-compose.yml"
+    compose_command: list[str] = field(default_factory=lambda: ["docker", "compose"])
+    systemd_unit: str = "catalyst-{service}.service"
+    command_timeout: float = field(default=120.0, **_meta(min=1))
+    commands: CommandRuntime = field(default_factory=CommandRuntime)
+
+
+@dataclass
+class HealthConfig:
+    timeout: float = field(default=5.0, **_meta(min=0.1))
+    restart_wait: float = field(default=60.0, **_meta(min=0))  # bounded wait for a restarted service
+    restart_poll: float = field(default=1.0, **_meta(min=0.05))
+    max_restarts_per_hour: int = field(default=3, **_meta(min=0))
+    start_timeout: float = field(default=180.0, **_meta(min=1))  # start/restart of the whole stack
+    monitor_heartbeat_stale: float = field(default=180.0, **_meta(min=1))
+
+
+@dataclass
+class WorkflowConfig:
+    service: str = "workflow"
+    mode: str = "normal"
+    max_positions: int = field(default=5, **_meta(min=1))
+    scan_frequency: int = field(default=300, **_meta(min=1))
+    risk_level: str = "medium"
+    risk_per_trade: float = field(default=0.01, **_meta(min=0, max=1))
+    deadline: float = field(default=300.0, **_meta(min=1))
+    poll_interval: float = field(default=5.0, **_meta(min=0.05))
+
+
+@dataclass
+class MarketConfig:
+    calendar: str = "XNYS"
+    exchange_timezone: str = "America/New_York"
+    # a job fired later than this after its scheduled time does not act (a late cron catch-up)
+    late_tolerance_minutes: int = field(default=60, **_meta(min=1))
+    market_open: str = "09:30"
+    scans: list[str] = field(default_factory=lambda: ["11:00", "13:00"])
+    market_close: str = "16:00"
+
+
+@dataclass
+class AlertsConfig:
+    enabled: bool = True
+    interval: float = field(default=30.0, **_meta(min=0.1))  # monitor sweep interval, seconds
+    repeat_every: int = field(default=5, **_meta(min=1))
+    cooldown: float = field(default=900.0, **_meta(min=0))
+    smtp_timeout: float = field(default=10.0, **_meta(min=0.1))
+    verify_tls: bool = True
+    ca_file: str | None = None
+    retry_base: float = field(default=30.0, **_meta(min=0.01))
+    retry_max: float = field(default=900.0, **_meta(min=0.01))
+    webhook_url: str | None = None
+    health_stale: float = field(default=900.0, **_meta(min=1))
+    market_open_deadline: str = "09:45"
+    backup_stale_hours: float = field(default=26.0, **_meta(min=1))
+
+
+@dataclass
+class DatabaseConfig:
+    url_env: str = "DATABASE_URL"  # the .env key that holds the PostgreSQL URL
+    connect_timeout: int = field(default=10, **_meta(min=1))
+    min_tables: int = field(default=11, **_meta(min=0))
+    min_foreign_keys: int = field(default=5, **_meta(min=0))
+
+
+@dataclass
+class BackupConfig:
+    dir: str = field(default_factory=lambda: _default_dir("/backups/catalyst", "backups"))
+    retention_days: int = field(default=30, **_meta(min=1))
+    keep_min: int = field(default=7, **_meta(min=1))
+    verify_restore: bool = False
+    pg_bin_dir: str | None = None  # where pg_dump/pg_restore live; None: PATH
+    timeout: float = field(default=3600.0, **_meta(min=1))
+
+
+DEFAULT_TRADES_QUERY = """
+SELECT p.realized_pnl AS pnl, p.opened_at AS entry_time, p.closed_at AS exit_time,
+       s.symbol AS symbol, p.risk_amount AS risk_amount
+FROM positions p LEFT JOIN securities s ON s.security_id = p.security_id
+WHERE p.status = 'closed'
+""".strip()
+
+
+@dataclass
+class MetricsConfig:
+    trades_query: str = DEFAULT_TRADES_QUERY
+    starting_equity: float = field(default=100000.0, **_meta(min=0.01))
+    min_win_rate: float = field(default=0.50, **_meta(min=0, max=1))
+    min_risk_reward: float = field(default=1.5, **_meta(min=0))
+    max_drawdown: float = field(default=0.10, **_meta(min=0, max=1))
+    min_trades: int = field(default=20, **_meta(min=0))
+    min_consecutive_days: int = field(default=5, **_meta(min=0))
+    max_crashes: int = field(default=0, **_meta(min=0))
+
+
+@dataclass
+class RampStage:
+    max_positions: int = field(default=3, **_meta(min=1))
+    risk_per_trade: float = field(default=0.005, **_meta(min=0, max=1))
+    max_daily_loss: float = field(default=0.02, **_meta(min=0, max=1))
+    min_days: int = field(default=3, **_meta(min=0))
+
+
+def _default_stages() -> list[RampStage]:
+    return [RampStage(3, 0.005, 0.02, 3), RampStage(4, 0.0075, 0.025, 3), RampStage(5, 0.01, 0.03, 3)]
+
+
+@dataclass
+class TradingConfig:
+    paper_url: str = "https://paper-api.alpaca.markets"
+    live_url: str = "https://api.alpaca.markets"
+    service: str = "trading"
+    mode_field: str = "trading_mode"  # field of trading's health body that reports its mode
+    close_attempts: int = field(default=5, **_meta(min=1))
+    close_poll: float = field(default=2.0, **_meta(min=0.01))
+    broker_timeout: float = field(default=10.0, **_meta(min=0.1))
+    stages: list[RampStage] = field(default_factory=_default_stages)
+
+
+@dataclass
+class RetentionConfig:
+    job_runs_days: int = field(default=90, **_meta(min=1))
+    health_days: int = field(default=30, **_meta(min=1))
+    logs_days: int = field(default=30, **_meta(min=1))
+
+
+@dataclass
+class ValidationConfig:
+    cpu_limit_percent: float = field(default=70.0, **_meta(min=0, max=100))
+    memory_limit_percent: float = field(default=80.0, **_meta(min=0, max=100))
+    health_interval_minutes: int = field(default=5, **_meta(min=1))
+
+
+@dataclass
+class Config:
+    env_file: str = "/opt/catalyst/.env"
+    state_path: str = field(default_factory=_default_state_path)
+    log_dir: str = field(default_factory=lambda: _default_dir("/var/log/catalyst", "log"))
+    report_dir: str | None = None  # None: <log_dir>/reports
+    host_timezone: str = "America/New_York"  # the zone the crontab's times are written in
+    profile: str = "real"  # "real", "plan", or a path to a profile YAML
+    profile_overrides: dict[str, Any] = field(default_factory=dict)
+    services: dict[str, ServiceConfig] = field(default_factory=dict)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
+    workflow: WorkflowConfig = field(default_factory=WorkflowConfig)
+    market: MarketConfig = field(default_factory=MarketConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    backup: BackupConfig = field(default_factory=BackupConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    trading: TradingConfig = field(default_factory=TradingConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+
+    # filled in by load(), not read from YAML
+    source: str = "<defaults>"
+    profile_data: dict[str, Any] = field(default_factory=dict)
+    _env: dict[str, str] | None = None
+
+    @property
+    def reports_path(self) -> str:
+        return self.report_dir or os.path.join(self.log_dir, "reports")
+
+    @property
+    def state_dir(self) -> str:
+        return os.path.dirname(os.path.abspath(self.state_path))
+
+    def env(self, required: bool = True) -> dict[str, str]:
+        """The stack's .env (loaded once, on first use). Missing file: {} unless required."""
+        if self._env is None:
+            from catalyst_ops import envfile
+
+            if not os.path.exists(self.env_file) and not required:
+                return {}
+            self._env = envfile.load(self.env_file)
+        return self._env
+
+    def service(self, name: str) -> ServiceConfig:
+        try:
+            return self.services[name]
+        except KeyError:
+            raise ConfigError(self.source, f"services.{name}", f"unknown service {name!r}; known: {', '.join(self.services)}")
+
+    def enabled_services(self) -> list[str]:
+        return [n for n, s in self.services.items() if s.enabled]
+
+    def service_url(self, name: str, path: str = "") -> str:
+        svc = self.service(name)
+        return f"http://{svc.host}:{svc.port}{path}"
+
+    def health_path(self, name: str) -> str:
+        svc = self.service(name)
+        if svc.health_path:
+            return svc.health_path
+        h = self.profile_data.get("health", {})
+        return (h.get("paths") or {}).get(name) or h.get("default_path", "/health")
+
+    def healthy_words(self, name: str) -> list[str]:
+        return self.service(name).healthy_words or self.profile_data.get("health", {}).get("healthy_words", ["healthy"])
+
+    def service_timeout(self, name: str) -> float:
+        return self.service(name).timeout or self.health.timeout
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return " or ".join(_type_name(a) for a in args) + " or null"
+    if origin is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    if origin is dict:
+        return "a mapping"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, str(tp))
+
+
+def _coerce(value: Any, tp: Any, where: str, source: str, meta: dict) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(value, args[0], where, source, meta)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(source, where, f"expected {_type_name(tp)}, got {type(value).__name__}")
+        (inner,) = typing.get_args(tp)
+        return [_coerce(v, inner, f"{where}[{i}]", source, {}) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(source, where, f"expected a mapping, got {type(value).__name__}")
+        key_t, val_t = typing.get_args(tp)
+        if val_t is Any:
+            return dict(value)
+        return {str(k): _coerce(v, val_t, f"{where}.{k}", source, {}) for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where, source)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(source, where, f"expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(source, where, f"expected an integer, got {value!r}")
+    elif tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(source, where, f"expected a number, got {value!r}")
+        value = float(value)
+    elif tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(source, where, f"expected a string, got {value!r}")
+    elif tp is Any:
+        return value
+    if "min" in meta and value < meta["min"]:
+        raise ConfigError(source, where, f"expected at least {meta['min']}, got {value!r}")
+    if "max" in meta and value > meta["max"]:
+        raise ConfigError(source, where, f"expected at most {meta['max']}, got {value!r}")
+    if "choices" in meta and value not in meta["choices"]:
+        raise ConfigError(source, where, f"expected one of {', '.join(meta['choices'])}, got {value!r}")
+    return value
+
+
+_INTERNAL = {"source", "profile_data", "_env"}
+
+
+def _build(cls: type, raw: Any, where: str, source: str) -> Any:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(source, where or None, f"expected a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in _INTERNAL}
+    kwargs = {}
+    for key, value in raw.items():
+        dotted = f"{where}.{key}" if where else str(key)
+        if key not in fields:
+            raise ConfigError(source, dotted, f"unknown key; expected one of {', '.join(sorted(fields))}")
+        if cls is Config and key == "services":
+            continue  # handled by load(): merged over the nine defaults
+        kwargs[key] = _coerce(value, hints[key], dotted, source, dict(fields[key].metadata))
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # pragma: no cover - a dataclass without defaults
+        raise ConfigError(source, where, str(exc))
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def load_profile(name: str, source: str, overrides: dict | None = None) -> dict:
+    import yaml
+
+    if name in ("real", "plan"):
+        path = Path(__file__).with_name("profiles") / f"{name}.yml"
+    else:
+        path = Path(name)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(source, "profile", f"expected real, plan or a profile file; {str(path)!r} not found")
+    except yaml.YAMLError as exc:
+        raise ConfigError(str(path), None, f"invalid YAML: {exc.__class__.__name__}")
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), None, "expected a mapping at the top level")
+    return _merge(data, overrides or {})
+
+
+def resolve_path(cli_path: str | None) -> tuple[str | None, bool]:
+    """(path, explicit): the config file to read and whether the operator named it."""
+    if cli_path:
+        return cli_path, True
+    env = os.environ.get("CATALYST_OPS_CONFIG")
+    if env:
+        return env, True
+    return DEFAULT_CONFIG_PATH, False
+
+
+def load(cli_path: str | None = None) -> Config:
+    """Load and validate the configuration. Raises ConfigError (exit 2) on any problem."""
+    path, explicit = resolve_path(cli_path)
+    raw: Any = {}
+    source = "<defaults>"
+    if path and (explicit or os.path.exists(path)):
+        import yaml
+
+        source = path
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(path, None, "config file not found")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(path, None, f"cannot read config file: {exc.__class__.__name__}")
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark else ""
+            raise ConfigError(path, None, f"invalid YAML{where}")
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise ConfigError(path, None, "expected a mapping at the top level")
+    cfg = _build(Config, raw, "", source)
+    cfg.source = source
+    cfg.services = _load_services(raw.get("services"), source)
+    if not cfg.services:
+        raise ConfigError(source, "services", "expected at least one service")
+    cfg.profile_data = load_profile(cfg.profile, source, cfg.profile_overrides)
+    # cross-field checks
+    if cfg.workflow.service not in cfg.services:
+        raise ConfigError(source, "workflow.service", f"expected one of the configured services, got {cfg.workflow.service!r}")
+    modes = cfg.profile_data.get("workflow", {}).get("modes", [])
+    if modes and cfg.workflow.mode not in modes:
+        raise ConfigError(source, "workflow.mode", f"expected one of {', '.join(modes)} (the service treats any other word as aggressive), got {cfg.workflow.mode!r}")
+    if cfg.runtime.kind == "command":
+        for key in ("start", "stop", "restart_service"):
+            if not getattr(cfg.runtime.commands, key):
+                raise ConfigError(source, f"runtime.commands.{key}", "expected a command line (runtime.kind is command)")
+    return cfg
+
+
+def _load_services(raw: Any, source: str) -> dict[str, ServiceConfig]:
+    """The nine default services, with per-service overrides; a name outside the nine needs a port."""
+    services = {name: ServiceConfig(port=port) for name, port in DEFAULT_PORTS.items()}
+    if raw is None:
+        return services
+    if not isinstance(raw, dict):
+        raise ConfigError(source, "services", f"expected a mapping of service name to settings, got {type(raw).__name__}")
+    for name, body in raw.items():
+        where = f"services.{name}"
+        if body is False:
+            services.pop(str(name), None)
+            continue
+        if body is None:
+            body = {}
+        if not isinstance(body, dict):
+            raise ConfigError(source, where, "expected a mapping (port, host, health_path, ...) or false to remove it")
+        if name not in services and "port" not in body:
+            raise ConfigError(source, where, f"unknown service; the nine are {', '.join(DEFAULT_PORTS)} (a new one needs a port)")
+        base = dataclasses.asdict(services.get(name, ServiceConfig()))
+        base.update(body)
+        services[str(name)] = _build(ServiceConfig, base, where, source)
+    return services

@@ -1,0 +1,105 @@
+"""Health checks and the cron health job against the stand-in stack over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+
+
+def _states(result_json: str) -> dict:
+    return {s["service"]: s["state"] for s in json.loads(result_json)["services"]}
+
+
+def test_all_healthy_exit_0(standin):
+    res = standin.cli("status", "--json")
+    assert res.code == 0, res.text
+    states = _states(res.out)
+    assert len(states) == 9 and set(states.values()) == {"healthy"}
+
+
+def test_four_failures_reported_and_restarted_others_untouched(standin):
+    standin.fault("scanner", "down")
+    standin.fault("news", "hung")
+    standin.fault("pattern", "500")
+    standin.fault("trading", "unhealthy")
+    standin.fault("technical", "degraded")
+    pids_before = {r["service"]: r["pid"] for r in json.loads(standin.sandbox("status", "--json").out)}
+    res = standin.cli("health", "--json")
+    assert res.code == 1, res.text
+    data = json.loads(res.out)
+    states = {s["service"]: s["state"] for s in data["services"]}
+    assert states == {"orchestration": "healthy", "scanner": "down", "pattern": "unhealthy", "technical": "degraded",
+                      "risk-manager": "healthy", "trading": "unhealthy", "workflow": "healthy", "news": "timeout",
+                      "reporting": "healthy"}
+    restarted = {r["service"]: r["outcome"] for r in data["restarts"]}
+    assert restarted == {"scanner": "recovered", "news": "recovered", "pattern": "recovered", "trading": "recovered"}
+    pids_after = {r["service"]: r["pid"] for r in json.loads(standin.sandbox("status", "--json").out)}
+    for svc in ("orchestration", "technical", "risk-manager", "workflow", "reporting"):
+        assert pids_after[svc] == pids_before[svc], f"{svc} must not be restarted"
+    for svc in ("news", "pattern", "trading"):
+        assert pids_after[svc] != pids_before[svc], f"{svc} must be restarted"
+    # recorded: the run, the sweep and the restarts
+    db = sqlite3.connect(standin.state_db)
+    run = db.execute("SELECT job, exit_code, status FROM job_runs WHERE job='health'").fetchone()
+    assert run == ("health", 1, "failed")
+    rows = dict(db.execute("SELECT service, outcome FROM restarts").fetchall())
+    assert rows == restarted
+    # the degraded one was reported, not restarted, and is still degraded
+    after = standin.cli("status", "--json")
+    assert _states(after.out)["technical"] == "degraded"
+    assert after.code == 0
+
+
+def test_restart_that_does_not_bring_service_back(standin):
+    standin.append_config("")
+    standin.fault("reporting", "unhealthy", "--sticky")
+    text = standin.config.read_text().replace("restart_wait: 15", "restart_wait: 2")
+    standin.config.write_text(text)
+    res = standin.cli("health", "--json")
+    assert res.code == 1
+    restarts = {r["service"]: r for r in json.loads(res.out)["restarts"]}
+    assert restarts["reporting"]["outcome"] == "still_down"
+    assert "did not come back" in res.err
+
+
+def test_restart_storm_is_bounded(standin):
+    standin.config.write_text(standin.config.read_text().replace("restart_wait: 15", "restart_wait: 1")
+                              .replace("health:\n", "health:\n  max_restarts_per_hour: 2\n"))
+    standin.fault("news", "500", "--sticky")
+    outcomes = []
+    for _ in range(3):
+        res = standin.cli("health", "--json")
+        outcomes.append(json.loads(res.out)["restarts"][0]["outcome"])
+    assert outcomes == ["still_down", "still_down", "storm_limit"]
+
+
+def test_sweep_with_one_hung_is_bounded_by_one_timeout(standin):
+    standin.config.write_text(standin.config.read_text().replace("health:\n", "health:\n  timeout: 2\n"))
+    standin.fault("news", "hung")
+    started = time.monotonic()
+    res = standin.cli("status", "--json")
+    elapsed = time.monotonic() - started
+    assert res.code == 1
+    assert _states(res.out)["news"] == "timeout"
+    assert elapsed < 2 + 1.5, elapsed  # one timeout plus margin and interpreter start, not nine in a row
+
+
+def test_two_health_runs_at_once_one_does_the_work(standin):
+    import subprocess
+    import sys
+
+    standin.fault("pattern", "hung")
+    cmd = [sys.executable, "-m", "catalyst_ops", "--config", str(standin.config), "health"]
+    a = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    b = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    outs = [p.communicate(timeout=60) for p in (a, b)]
+    codes = [a.returncode, b.returncode]
+    skipped = [i for i, (o, e) in enumerate(outs) if "skipped" in o + e]
+    assert len(skipped) == 1, outs
+    worker = 1 - skipped[0]
+    assert codes[worker] == 1 and codes[skipped[0]] == 0
+    db = sqlite3.connect(standin.state_db)
+    assert db.execute("SELECT COUNT(*) FROM restarts").fetchone()[0] == 1
+    statuses = sorted(r[0] for r in db.execute("SELECT status FROM job_runs WHERE job='health'"))
+    assert statuses == ["failed", "skipped"]
