@@ -1,0 +1,119 @@
+"""Start a workflow cycle and follow it to its end, through the configured contract profile.
+
+Real profile: POST /api/v1/workflow/start, then the global GET /api/v1/workflow/status (no
+cycle id; `current_cycle` changes to the scanner's id mid-run). Plan profile: the per-cycle
+GET /api/v1/workflow/status/{cycle_id} with running|completed|error.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from catalyst_ops import httpjson
+from catalyst_ops.errors import USAGE, OpsError
+
+log = logging.getLogger(__name__)
+
+STARTED = "started"
+ALREADY_RUNNING = "already_running"
+REFUSED = "refused"
+
+
+@dataclass
+class StartResult:
+    outcome: str  # started already_running refused
+    cycle_id: str | None = None
+    detail: str = ""
+    http_status: int | None = None
+    body: object = None
+
+
+@dataclass
+class FollowResult:
+    outcome: str  # completed failed timeout
+    final_status: str | None = None
+    stages_seen: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    detail: str = ""
+
+
+def _wf(cfg) -> dict:
+    return cfg.profile_data.get("workflow", {})
+
+
+def build_body(cfg, overrides: dict | None = None) -> dict:
+    """The start body from `workflow:` config, under the profile's key names; refuses an unknown mode."""
+    w = cfg.workflow
+    values = {"mode": w.mode, "max_positions": w.max_positions, "scan_frequency": w.scan_frequency,
+              "risk_level": w.risk_level, "risk_per_trade": w.risk_per_trade}
+    values.update(overrides or {})
+    modes = _wf(cfg).get("modes") or []
+    if modes and values["mode"] not in modes:
+        raise OpsError(f"workflow mode {values['mode']!r} refused: the service treats any word but "
+                       f"{', '.join(modes)} as aggressive", USAGE)
+    keys = _wf(cfg).get("start", {}).get("body_keys", {})
+    body = {}
+    for name, value in values.items():
+        wire = keys.get(name, name) if keys else name
+        if wire:
+            body[wire] = value
+    return body
+
+
+def start(cfg, body: dict, timeout: float = 10.0) -> StartResult:
+    spec = _wf(cfg).get("start", {})
+    url = cfg.service_url(cfg.workflow.service, spec.get("path", "/api/v1/workflow/start"))
+    resp = httpjson.request(spec.get("method", "POST"), url, json_body=body, timeout=timeout, what="workflow start")
+    if resp.status == int(spec.get("already_running_status", 409)):
+        detail = resp.body.get("detail") if isinstance(resp.body, dict) else resp.text
+        return StartResult(ALREADY_RUNNING, None, str(detail), resp.status, resp.body)
+    if resp.status != 200 or not isinstance(resp.body, dict):
+        return StartResult(REFUSED, None, f"HTTP {resp.status}: {resp.text[:200]}", resp.status, resp.body)
+    cycle_id = resp.body.get(spec.get("cycle_id_field", "cycle_id"))
+    return StartResult(STARTED, cycle_id, str(resp.body.get("status", "")), resp.status, resp.body)
+
+
+def follow(cfg, cycle_id: str | None, deadline: float | None = None, poll: float | None = None) -> FollowResult:
+    """Poll the status until a completed/failed word or the bounded deadline."""
+    spec = _wf(cfg).get("status", {})
+    deadline = deadline if deadline is not None else cfg.workflow.deadline
+    poll = poll if poll is not None else cfg.workflow.poll_interval
+    path = spec.get("path", "/api/v1/workflow/status")
+    if "{cycle_id}" in path:
+        if not cycle_id:
+            return FollowResult("failed", None, [], 0.0, "the start answer had no cycle id to follow")
+        path = path.replace("{cycle_id}", cycle_id)
+    url = cfg.service_url(cfg.workflow.service, path)
+    field_name = spec.get("status_field", "status")
+    done_words = set(spec.get("completed_words", ["completed"]))
+    failed_words = set(spec.get("failed_words", ["failed"]))
+    stage_words = spec.get("stage_words", [])
+    started = time.monotonic()
+    seen: list[str] = []
+    last = None
+    errors = 0
+    while True:
+        try:
+            resp = httpjson.request("GET", url, timeout=min(10.0, max(1.0, deadline)), what="workflow status")
+            errors = 0
+            status = resp.body.get(field_name) if isinstance(resp.body, dict) else None
+            if resp.status == 200 and status is not None:
+                last = str(status)
+                if last in stage_words and last not in seen:
+                    seen.append(last)
+                    log.info("workflow stage: %s", last)
+                if last in done_words:
+                    return FollowResult("completed", last, seen, time.monotonic() - started)
+                if last in failed_words:
+                    return FollowResult("failed", last, seen, time.monotonic() - started,
+                                        f"cycle ended {last}")
+        except OpsError as exc:
+            errors += 1
+            last = f"unreachable ({exc})"
+            log.warning("workflow status: %s", exc)
+        if time.monotonic() + poll > started + deadline:
+            return FollowResult("timeout", last, seen, time.monotonic() - started,
+                                f"not finished within {deadline:g}s (last status {last})")
+        time.sleep(poll)
