@@ -67,6 +67,7 @@ class ServiceConfig:
     unit: str | None = None  # systemd unit; None: runtime.systemd_unit with {service}
     container: str | None = None  # compose service name; None: the service name
     enabled: bool = True
+    extra: bool = False  # a service beyond the nine: must say so, so a typo is never a new service
 
 
 @dataclass
@@ -471,8 +472,9 @@ def _load_services(raw: Any, source: str) -> dict[str, ServiceConfig]:
             body = {}
         if not isinstance(body, dict):
             raise ConfigError(source, where, "expected a mapping (port, host, health_path, ...) or false to remove it")
-        if name not in services and "port" not in body:
-            raise ConfigError(source, where, f"unknown service; the nine are {', '.join(DEFAULT_PORTS)} (a new one needs a port)")
+        if name not in services and not (body.get("extra") is True and "port" in body):
+            raise ConfigError(source, where, f"unknown service; the nine are {', '.join(DEFAULT_PORTS)} "
+                              "(another one needs `extra: true` and a port)")
         base = dataclasses.asdict(services.get(name, ServiceConfig()))
         base.update(body)
         services[str(name)] = _build(ServiceConfig, base, where, source)

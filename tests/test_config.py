@@ -1,0 +1,95 @@
+"""Bad configuration exits 2 with one line naming the file, the key and what was expected."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import run_cli
+
+
+def _one_line_error(res) -> str:
+    assert res.code == 2, res.text
+    assert "Traceback" not in res.text
+    lines = [ln for ln in res.err.splitlines() if ln.strip()]
+    assert len(lines) == 1, res.err
+    return lines[0]
+
+
+@pytest.mark.parametrize("yaml_text, must_contain", [
+    ("health:\n  timeout: fast\n", ["health.timeout", "expected a number", "'fast'"]),
+    ("health:\n  max_restarts_per_hour: -1\n", ["health.max_restarts_per_hour", "at least 0"]),
+    ("services:\n  scanr: {port: 5001}\n", ["services.scanr", "unknown service"]),
+    ("services:\n  trading: {port: 'abc'}\n", ["services.trading.port", "expected an integer"]),
+    ("services:\n  trading: {prot: 5005}\n", ["services.trading.prot", "unknown key"]),
+    ("runtime:\n  kind: kubernetes\n", ["runtime.kind", "compose, systemd, command"]),
+    ("runtime:\n  kind: command\n", ["runtime.commands.start", "expected a command line"]),
+    ("healthh:\n  timeout: 3\n", ["healthh", "unknown key"]),
+    ("workflow:\n  mode: aggressive\n", ["workflow.mode", "aggressive"]),
+    ("alerts:\n  verify_tls: 'yes'\n", ["alerts.verify_tls", "true or false"]),
+    ("health: [1, 2]\n", ["health", "expected a mapping"]),
+    ("- just\n- a list\n", ["top level"]),
+    ("health:\n  timeout: [\n", ["invalid YAML"]),
+    ("profile: nosuch.yml\n", ["profile", "not found"]),
+])
+def test_bad_config_exits_2_naming_the_key(tmp_path, yaml_text, must_contain):
+    cfg = tmp_path / "ops.yml"
+    cfg.write_text(yaml_text)
+    line = _one_line_error(run_cli("status", config=cfg))
+    assert str(cfg) in line
+    for part in must_contain:
+        assert part in line, line
+
+
+def test_missing_config_file_named(tmp_path):
+    missing = tmp_path / "nope.yml"
+    line = _one_line_error(run_cli("status", config=missing))
+    assert str(missing) in line and "not found" in line
+
+
+def test_config_from_environment_variable(tmp_path):
+    cfg = tmp_path / "ops.yml"
+    cfg.write_text("health:\n  timeout: zero\n")
+    line = _one_line_error(run_cli("status", env={"CATALYST_OPS_CONFIG": str(cfg)}))
+    assert str(cfg) in line and "health.timeout" in line
+
+
+def test_malformed_env_line_exits_2_without_echoing_value(tmp_path):
+    env = tmp_path / ".env"
+    env.write_text("# comment\nDATABASE_URL=postgresql://u:pw@h/db\nthis line is broken SECRETVALUE\n")
+    cfg = tmp_path / "ops.yml"
+    cfg.write_text(f"env_file: {env}\n")
+    from catalyst_ops import config, envfile
+    from catalyst_ops.errors import ConfigError
+
+    with pytest.raises(ConfigError) as exc:
+        envfile.load(env)
+    assert f"{env}:3" in str(exc.value) and "malformed line" in str(exc.value)
+    c = config.load(str(cfg))
+    with pytest.raises(ConfigError):
+        c.env()
+
+
+def test_unknown_service_on_command_line(standin):
+    res = standin.cli("status", "nosuch")
+    line = _one_line_error(res)
+    assert "services.nosuch" in line and "unknown service" in line
+
+
+def test_bad_now_is_a_usage_error(standin):
+    line = _one_line_error(standin.cli("--now", "tuesday", "status"))
+    assert "--now" in line
+    line = _one_line_error(standin.cli("--now", "2026-11-27T12:59:00", "status"))
+    assert "no UTC offset" in line
+
+
+def test_defaults_without_a_file(monkeypatch, tmp_path):
+    from catalyst_ops import config
+
+    monkeypatch.delenv("CATALYST_OPS_CONFIG", raising=False)
+    monkeypatch.setattr(config, "DEFAULT_CONFIG_PATH", str(tmp_path / "absent.yml"))
+    c = config.load(None)
+    assert c.source == "<defaults>"
+    assert list(c.services) == ["orchestration", "scanner", "pattern", "technical", "risk-manager", "trading",
+                                "workflow", "news", "reporting"]
+    assert c.services["news"].port == 5008 and c.health.timeout == 5.0
+    assert c.health_path("orchestration") == "/health"

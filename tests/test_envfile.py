@@ -1,0 +1,78 @@
+"""The .env parser and writer: dotenv semantics, and untouched lines kept byte for byte."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from catalyst_ops import envfile
+from catalyst_ops.errors import ConfigError
+
+SAMPLE = """# Catalyst stack
+DATABASE_URL="postgresql://catalyst:p#ss w0rd@db.example.com:25060/catalyst?sslmode=require"
+export ALPACA_API_KEY=PKTEST123   # paper key
+ALPACA_SECRET_KEY='s3cr3t $HOME `id`'
+TRADING_MODE=paper
+
+UNRELATED=keep me
+MULTI="line1\\nline2"
+EMPTY=
+"""
+
+
+def test_parse_quotes_comments_export(tmp_path):
+    p = tmp_path / ".env"
+    p.write_text(SAMPLE)
+    env = envfile.load(p)
+    assert env["DATABASE_URL"] == "postgresql://catalyst:p#ss w0rd@db.example.com:25060/catalyst?sslmode=require"
+    assert env["ALPACA_API_KEY"] == "PKTEST123"
+    assert env["ALPACA_SECRET_KEY"] == "s3cr3t $HOME `id`"  # literal: never expanded or executed
+    assert env["MULTI"] == "line1\nline2"
+    assert env["EMPTY"] == "" and env["UNRELATED"] == "keep me"
+
+
+def test_update_keeps_other_lines_byte_for_byte(tmp_path):
+    p = tmp_path / ".env"
+    p.write_text(SAMPLE)
+    os.chmod(p, 0o644)
+    backup = envfile.update(p, {"TRADING_MODE": "live", "NEW_KEY": "a b"}, backup_suffix=".bak")
+    new = p.read_text()
+    old_lines = SAMPLE.splitlines()
+    new_lines = new.splitlines()
+    assert new_lines[:4] == old_lines[:4] and new_lines[5:9] == old_lines[5:9]
+    assert new_lines[4] == "TRADING_MODE=live"
+    assert new_lines[9] == 'NEW_KEY="a b"'
+    assert backup.read_text() == SAMPLE
+    assert stat.S_IMODE(p.stat().st_mode) == 0o600
+    assert stat.S_IMODE(backup.stat().st_mode) == 0o600
+    assert envfile.load(p)["NEW_KEY"] == "a b"
+
+
+@pytest.mark.parametrize("line, expect", [
+    ("NOEQUALS", "malformed line"),
+    ("KEY='unterminated", "unterminated"),
+    ('KEY="x" trailing', "after the closing quote"),
+    ("1BAD=x", "malformed line"),
+])
+def test_malformed_lines(tmp_path, line, expect):
+    p = tmp_path / ".env"
+    p.write_text(f"OK=1\n{line}\n")
+    with pytest.raises(ConfigError) as exc:
+        envfile.load(p)
+    assert f"{p}:2" in str(exc.value) and expect in str(exc.value)
+
+
+def test_atomic_write_leaves_no_partial_file_on_failure(tmp_path, monkeypatch):
+    p = tmp_path / ".env"
+    p.write_text("A=1\n")
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", boom)
+    with pytest.raises(OSError):
+        envfile.atomic_write(p, "A=2\n")
+    assert p.read_text() == "A=1\n"
+    assert sorted(x.name for x in tmp_path.iterdir()) == [".env"]
