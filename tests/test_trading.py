@@ -390,3 +390,16 @@ def test_missing_broker_key_is_a_config_error(standin):
     res = standin.cli("account")
     assert res.code == 2
     assert ".env: ALPACA_API_KEY: expected" in res.err
+
+
+def test_plan_profile_routes_through_trading_and_names_what_it_cannot_do(standin_factory):
+    s = standin_factory(profile="plan")
+    seed(s, positions="AAPL:10", orders="AAPL")
+    acct = s.cli("account", "--json")
+    assert acct.code == 0 and json.loads(acct.out)["account_number"] == "PA0000STANDIN"
+    res = s.cli("emergency-stop", "--json")
+    assert res.code == 1
+    assert json.loads(res.out)["failed_steps"] == ["suspend-trading", "cancel-orders"]
+    assert "no 'configurations' route" in steps(res)["suspend-trading"]["detail"]
+    assert steps(res)["close-positions"]["status"] == "ok" and broker_get(s, "/v2/positions") == []
+    assert halted(s)

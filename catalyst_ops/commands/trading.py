@@ -122,7 +122,7 @@ def run_mode_switch(ctx, args) -> int:
     else:
         for line in res.lines:
             ctx.out(line)
-    ctx.summary = res.lines[0] if res.code == OK and res.lines else (res.lines[0] if res.lines else "")
+    ctx.summary = res.lines[0] if res.lines else ""
     return res.code
 
 
