@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from catalyst_ops import clock, envfile
-from catalyst_ops.errors import PROBLEM, USAGE, ConfigError, OpsError
+from catalyst_ops.errors import PROBLEM, USAGE, OpsError
 
 log = logging.getLogger(__name__)
 

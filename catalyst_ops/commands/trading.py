@@ -3,7 +3,6 @@ the broker's view, and the emergency stop."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from catalyst_ops.errors import OK, PROBLEM, USAGE, OpsError
