@@ -199,6 +199,14 @@ class TradingConfig:
     close_poll: float = field(default=2.0, **_meta(min=0.01))
     broker_timeout: float = field(default=10.0, **_meta(min=0.1))
     stages: list[RampStage] = field(default_factory=_default_stages)
+    # the account size the stage fractions are applied to: MAX_DAILY_LOSS is written in dollars
+    # (the stack reads it as dollars) and the ramp's "no loss above the stage's risk" gate compares
+    # each trade's loss with risk_per_trade x capital
+    capital: float = field(default=100000.0, **_meta(min=0.01))
+    max_positions_key: str = "MAX_POSITIONS"
+    risk_per_trade_key: str = "RISK_PER_TRADE"  # a fraction, e.g. 0.005 for 0.5 %
+    max_daily_loss_key: str = "MAX_DAILY_LOSS"  # dollars
+    restart_trading: bool = True  # restart the trading service after an .env change and confirm its mode
 
 
 @dataclass
@@ -449,6 +457,8 @@ def load(cli_path: str | None = None) -> Config:
     modes = cfg.profile_data.get("workflow", {}).get("modes", [])
     if modes and cfg.workflow.mode not in modes:
         raise ConfigError(source, "workflow.mode", f"expected one of {', '.join(modes)} (the service treats any other word as aggressive), got {cfg.workflow.mode!r}")
+    if not cfg.trading.stages:
+        raise ConfigError(source, "trading.stages", "expected at least one ramp stage")
     if cfg.runtime.kind == "command":
         for key in ("start", "stop", "restart_service"):
             if not getattr(cfg.runtime.commands, key):

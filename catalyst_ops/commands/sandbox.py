@@ -9,7 +9,7 @@ from catalyst_ops.errors import OK, PROBLEM
 
 FAULT_HELP = ("down (process killed), hung (accepts, never answers), 500, slow (--seconds), unhealthy (200 with "
               "status unhealthy; 503 on pattern/orchestration), degraded, cycle-failed / cycle-hang (workflow), "
-              "close-fail (broker, --symbols), clear")
+              "close-fail (broker, --symbols, --attempts N: only the first N closes of each fail), clear")
 
 
 def register(sub) -> None:
@@ -42,6 +42,8 @@ def register(sub) -> None:
     f.add_argument("--sticky", action="store_true", help="survive restarts (a restart does not fix it)")
     f.add_argument("--seconds", type=float, help="delay for slow")
     f.add_argument("--symbols", help="comma-separated symbols whose close fails (close-fail)")
+    f.add_argument("--attempts", type=int, help="close-fail: each symbol fails only its first N close attempts "
+                   "(default: every attempt)")
     f.set_defaults(func=run_fault)
     r = common(ss.add_parser("restart", help="restart one stand-in service (what the runtime calls)"))
     r.add_argument("service")
@@ -96,7 +98,7 @@ def run_fault(ctx, args) -> int:
     from catalyst_ops.sandbox import manage
 
     symbols = [s.strip().upper() for s in args.symbols.split(",")] if args.symbols else None
-    manage.set_fault(_rd(args), args.service, args.kind, args.sticky, args.seconds, symbols)
+    manage.set_fault(_rd(args), args.service, args.kind, args.sticky, args.seconds, symbols, args.attempts)
     print(f"{args.service}: {args.kind}" + (" (sticky)" if args.sticky else ""))
     return OK
 

@@ -114,6 +114,11 @@ backup:
 workflow:
   poll_interval: 0.2
   deadline: 60
+trading:
+  # both modes point at the stand-in broker, so a mode switch keeps talking to it
+  paper_url: {settings['broker_url']}
+  live_url: {settings['broker_url']}
+  close_poll: 0.2
 """
 
 
@@ -181,7 +186,7 @@ def down(rundir: Path) -> list[str]:
 
 
 def set_fault(rundir: Path, service: str, kind: str, sticky: bool = False, seconds: float | None = None,
-              symbols: list[str] | None = None) -> None:
+              symbols: list[str] | None = None, attempts: int | None = None) -> None:
     _settings(rundir)
     if service not in all_services():
         raise OpsError(f"sandbox fault: unknown service {service!r}; expected one of {', '.join(all_services())}", USAGE)
@@ -197,6 +202,8 @@ def set_fault(rundir: Path, service: str, kind: str, sticky: bool = False, secon
         fault["seconds"] = seconds
     if symbols:
         fault["symbols"] = symbols
+    if attempts is not None:
+        fault["attempts"] = attempts
     write_json(path, fault)
     if kind == "down":
         _kill(rundir, service, signal.SIGKILL)  # a crash, not a clean stop

@@ -206,12 +206,24 @@ class StandIn:
                         out.append({"id": o["id"], "status": 200})
                 write_json(self.broker_path, st)
                 return 207, "application/json", out
-            if path == "/v2/positions" and method == "DELETE":
-                failing = set(fault.get("symbols", [])) if fault.get("kind") == "close-fail" else set()
+            one = re.fullmatch(r"/v2/positions/([A-Za-z0-9.]+)", path)
+            if (path == "/v2/positions" or one) and method == "DELETE":
+                failing = self._close_failing(st, fault)
                 if params.get("cancel_orders") == "true":
                     for o in st["orders"]:
                         if o["status"] in ("new", "accepted", "partially_filled"):
                             o["status"] = "canceled"
+                if one:
+                    sym = one.group(1).upper()
+                    pos = [p for p in st["positions"] if p["symbol"] == sym]
+                    if not pos:
+                        return 404, "application/json", {"code": 40410000, "message": "position does not exist"}
+                    if sym in failing:
+                        write_json(self.broker_path, st)
+                        return 500, "application/json", {"code": 50010000, "message": "internal error closing position"}
+                    st["positions"] = [p for p in st["positions"] if p["symbol"] != sym]
+                    write_json(self.broker_path, st)
+                    return 200, "application/json", {"id": f"close-{sym}", "symbol": sym, "status": "accepted"}
                 out, keep = [], []
                 for p in st["positions"]:
                     if p["symbol"] in failing:
@@ -226,12 +238,31 @@ class StandIn:
                 return 207, "application/json", out
         return 404, "application/json", {"code": 40410000, "message": "endpoint not found"}
 
+    def _close_failing(self, st: dict, fault: dict) -> set:
+        """Symbols whose close fails now. With `attempts` in the fault, each symbol fails only its
+        first N close attempts (a transient broker error that a retry gets past)."""
+        if fault.get("kind") != "close-fail":
+            return set()
+        symbols = set(fault.get("symbols", []))
+        limit = fault.get("attempts")
+        if limit is None:
+            return symbols
+        seen = st.setdefault("close_failures", {})
+        failing = set()
+        for p in st["positions"]:
+            sym = p["symbol"]
+            if sym in symbols and seen.get(sym, 0) < int(limit):
+                seen[sym] = seen.get(sym, 0) + 1
+                failing.add(sym)
+        return failing
+
     def seed_broker(self, body: dict) -> tuple:
         with self.lock:
             st = self.broker_state()
             for key in ("positions", "orders", "suspend_trade", "equity", "cash"):
                 if key in body:
                     st[key] = body[key]
+            st["close_failures"] = {}
             write_json(self.broker_path, st)
         return 200, "application/json", st
 

@@ -1,0 +1,187 @@
+"""Live ramp-up stages: gates shown one by one, trading days from the NYSE calendar, losses from a
+real PostgreSQL (a throw-away cluster: initdb/pg_ctl in a temp dir)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+NY = ZoneInfo("America/New_York")
+
+
+def _pg_bin(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    for d in sorted(os.listdir("/usr/lib/postgresql"), reverse=True) if os.path.isdir("/usr/lib/postgresql") else []:
+        p = f"/usr/lib/postgresql/{d}/bin/{name}"
+        if os.path.exists(p):
+            return p
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def pg_url():
+    """A throw-away cluster with the slice of the real schema the trades query reads."""
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    if not (initdb and pg_ctl):
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found: install Debian's postgresql package")
+    # not under pytest's tmp dir: as root that is 0700 and the postgres user could not reach it
+    d = Path(tempfile.mkdtemp(prefix="catalyst-ramp-pg-"))
+    data = d / "data"
+    run_as: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses root: run the cluster as the postgres user
+        if not shutil.which("runuser"):
+            pytest.skip("running as root without runuser: cannot start PostgreSQL")
+        run_as = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(d, "postgres")
+    port = _free_port()
+    subprocess.run([*run_as, initdb, "-D", str(data), "-U", "ops", "-A", "trust", "--no-sync"], check=True,
+                   capture_output=True)
+    subprocess.run([*run_as, pg_ctl, "-D", str(data), "-w", "-t", "30", "-l", str(d / "log"), "-o",
+                    f"-p {port} -k {d} -c listen_addresses=127.0.0.1 -c fsync=off", "start"], check=True,
+                   capture_output=True)
+    url = f"postgresql://ops@127.0.0.1:{port}/postgres?sslmode=disable"
+    import psycopg2
+
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("""
+            CREATE TABLE securities (security_id serial PRIMARY KEY, symbol text NOT NULL);
+            CREATE TABLE positions (position_id serial PRIMARY KEY, security_id int REFERENCES securities,
+                status text NOT NULL, realized_pnl numeric, opened_at timestamptz, closed_at timestamptz,
+                risk_amount numeric);
+            INSERT INTO securities(symbol) VALUES ('AAPL'), ('MSFT');
+        """)
+    conn.close()
+    yield url
+    subprocess.run([*run_as, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def _sql(url: str, statement: str, params=()) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(statement, params)
+    conn.close()
+
+
+@pytest.fixture
+def ramp(standin, pg_url):
+    """The stand-in stack, live at stage 1 since Monday 2026-03-02 08:00 New York, trades in PostgreSQL."""
+    _sql(pg_url, "DELETE FROM positions")
+    text = standin.env_file.read_text()
+    lines = [l for l in text.splitlines() if not l.startswith("DATABASE_URL=")]
+    standin.env_file.write_text("\n".join([f"DATABASE_URL={pg_url}", *lines]) + "\n")
+    db = sqlite3.connect(standin.state_db)
+    standin.cli("mode", "show")  # shared schema
+    db.execute("INSERT INTO metrics_verdicts(computed_at, days, verdict, gates_json) VALUES (?,?,?,?)",
+               (time.time(), 20, "GO", "[]"))
+    db.commit()
+    res = standin.cli("--now", "2026-03-02T08:00:00-05:00", "mode", "live")
+    assert res.code == 0, res.text
+    return standin
+
+
+def trade(url: str, pnl: float, closed: str, symbol: str = "AAPL") -> None:
+    _sql(url, "INSERT INTO positions(security_id, status, realized_pnl, opened_at, closed_at, risk_amount) "
+              "SELECT security_id, 'closed', %s, %s::timestamptz - interval '1 hour', %s, 500 FROM securities WHERE symbol=%s",
+         (pnl, closed, closed, symbol))
+
+
+def gates(res) -> dict:
+    return {g["gate"]: g for g in json.loads(res.out)["gates"]}
+
+
+def test_ramp_advances_only_when_every_gate_holds(ramp, pg_url):
+    trade(pg_url, -300.0, "2026-03-03T11:00:00-05:00")
+    trade(pg_url, 800.0, "2026-03-04T11:00:00-05:00", "MSFT")
+    trade(pg_url, -9999.0, "2026-02-20T11:00:00-05:00")  # before the stage: does not count
+    # Wednesday evening: Mon, Tue, Wed are three full sessions
+    early = ramp.cli("--now", "2026-03-03T17:00:00-05:00", "ramp", "status", "--json")
+    assert early.code == 0, early.text
+    g = gates(early)
+    assert g["trading days in stage"]["value"] == 2 and not g["trading days in stage"]["passed"]
+    assert g["largest single loss"]["value"] == 300.0 and g["largest single loss"]["threshold"] == 500.0
+    assert g["largest single loss"]["passed"] and g["mode is live"]["passed"] and g["no halt flag"]["passed"]
+    refused = ramp.cli("--now", "2026-03-03T17:00:00-05:00", "ramp", "advance")
+    assert refused.code == 1, refused.text
+    assert "trading days in stage  2" in refused.out and "FAIL" in refused.out
+    assert "MAX_POSITIONS=3" in ramp.env_file.read_text().splitlines()
+
+    now = "2026-03-04T17:00:00-05:00"
+    dry = ramp.cli("--now", now, "ramp", "advance", "--dry-run")
+    assert dry.code == 0 and "MAX_POSITIONS: 3 -> 4" in dry.out and "MAX_DAILY_LOSS: 2000 -> 2500" in dry.out
+    assert "MAX_POSITIONS=3" in ramp.env_file.read_text().splitlines()
+    res = ramp.cli("--now", now, "ramp", "advance", "--json")
+    assert res.code == 0, res.text
+    assert json.loads(res.out)["new_stage"] == 2
+    env = ramp.env_file.read_text().splitlines()
+    assert {"MAX_POSITIONS=4", "RISK_PER_TRADE=0.0075", "MAX_DAILY_LOSS=2500", "TRADING_MODE=live"} <= set(env)
+    status = json.loads(ramp.cli("--now", now, "ramp", "status", "--json").out)
+    assert status["stage"] == 2
+    # stage 2 starts now: no full session in it yet
+    assert {g["gate"]: g["value"] for g in status["gates"]}["trading days in stage"] == 0
+    ev = sqlite3.connect(ramp.state_db).execute("SELECT detail FROM events WHERE kind='ramp-advance'").fetchone()
+    assert json.loads(ev[0])["to"] == 2
+
+
+def test_a_loss_above_the_stage_risk_blocks_the_advance(ramp, pg_url):
+    trade(pg_url, -612.5, "2026-03-03T11:00:00-05:00", "MSFT")
+    res = ramp.cli("--now", "2026-03-05T17:00:00-05:00", "ramp", "advance", "--json")
+    assert res.code == 1
+    g = gates(res)
+    assert g["trading days in stage"]["passed"]
+    assert g["largest single loss"]["value"] == 612.5 and not g["largest single loss"]["passed"]
+    assert "MSFT" in g["largest single loss"]["detail"]
+    assert "MAX_POSITIONS=3" in ramp.env_file.read_text().splitlines()
+
+
+def test_trading_days_follow_the_nyse_calendar(ramp):
+    # stage entered Thursday 2026-04-02 morning; Good Friday (04-03) is a holiday; Monday 04-06 closes
+    conn = sqlite3.connect(ramp.state_db)
+    conn.execute("UPDATE ramp_state SET entered_at=?", (datetime(2026, 4, 2, 8, 0, tzinfo=NY).timestamp(),))
+    conn.commit()
+    res = ramp.cli("--now", "2026-04-06T17:00:00-04:00", "ramp", "status", "--json")
+    assert gates(res)["trading days in stage"]["value"] == 2
+    # a stage entered mid-session does not count that session
+    conn.execute("UPDATE ramp_state SET entered_at=?", (datetime(2026, 4, 2, 10, 0, tzinfo=NY).timestamp(),))
+    conn.commit()
+    res = ramp.cli("--now", "2026-04-06T17:00:00-04:00", "ramp", "status", "--json")
+    assert gates(res)["trading days in stage"]["value"] == 1
+
+
+def test_database_down_means_unknown_not_passed(ramp, pg_url):
+    text = ramp.env_file.read_text().replace(pg_url.split("@")[1].split("/")[0], "127.0.0.1:1")
+    ramp.env_file.write_text(text)
+    res = ramp.cli("--now", "2026-03-05T17:00:00-05:00", "ramp", "advance")
+    assert res.code == 3, res.text
+    assert "UNKNOWN" in res.out and "cannot connect" in res.out
+
+
+def test_halt_blocks_the_advance(ramp):
+    assert ramp.cli("emergency-stop").code == 0
+    res = ramp.cli("--now", "2026-03-05T17:00:00-05:00", "ramp", "status", "--json")
+    g = gates(res)
+    assert not g["no halt flag"]["passed"] and not g["mode is live"]["passed"]
