@@ -270,3 +270,20 @@ def test_unknown_mode_refused_before_sending(real):
 def test_bad_slot_is_usage_error(real):
     res = real.cli("--now", TUESDAY_OPEN, "scan", "--slot", "12:00")
     assert res.code == 2 and "market.scans" in res.err
+
+
+def test_scan_409_is_covered_and_scan_failure_is_a_warning(real):
+    real.fault("workflow", "cycle-hang")
+    assert real.cli("--now", TUESDAY_OPEN, "market-open", "--deadline", "0.5").code == 1  # hung: still running
+    res = real.cli("--now", "2026-11-24T11:00:00-05:00", "scan", "--slot", "11:00", "--json")
+    assert res.code == 0, res.text
+    assert json.loads(res.out)["outcome"] == "already_running"
+    assert len(starts(real)) == 1
+    # the stand-in keeps its cycle on disk across restarts; forget the hung one as the real service would
+    (real.rundir / "workflow.json").unlink()
+    real.sandbox("restart", "workflow")
+    real.fault("workflow", "cycle-failed")
+    res = real.cli("--now", "2026-11-24T13:00:00-05:00", "scan", "--slot", "13:00")
+    assert res.code == 1, res.text
+    assert [a["severity"] for a in alerts(real)] == ["critical", "warning"]
+    assert action(real, "2026-11-24", "scan-13:00")["outcome"] == "failed"
