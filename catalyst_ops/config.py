@@ -105,7 +105,8 @@ class WorkflowConfig:
     mode: str = "normal"
     max_positions: int = field(default=5, **_meta(min=1))
     scan_frequency: int = field(default=300, **_meta(min=1))
-    risk_level: str = "medium"
+    # the real service's WorkflowStartRequest.risk_level is a float 0.0-1.0 (a word is a 422)
+    risk_level: float = field(default=0.5, **_meta(min=0, max=1))
     risk_per_trade: float = field(default=0.01, **_meta(min=0, max=1))
     deadline: float = field(default=300.0, **_meta(min=1))
     poll_interval: float = field(default=5.0, **_meta(min=0.05))
@@ -115,11 +116,15 @@ class WorkflowConfig:
 class MarketConfig:
     calendar: str = "XNYS"
     exchange_timezone: str = "America/New_York"
-    # a job fired later than this after its scheduled time does not act (a late cron catch-up)
-    late_tolerance_minutes: int = field(default=60, **_meta(min=1))
+    # a job fired later than this after its moment does not act (a late cron catch-up, or a host
+    # clock an hour off across DST); below 60 so an hour's error can never pass
+    late_tolerance_minutes: int = field(default=15, **_meta(min=1, max=59))
     market_open: str = "09:30"
     scans: list[str] = field(default_factory=lambda: ["11:00", "13:00"])
     market_close: str = "16:00"
+    # the real reporting service wants the integer trading_cycles id; None: the cycle id that
+    # today's market-open got from the workflow service
+    report_cycle_id: int | None = field(default=None, **_meta(min=1))
 
 
 @dataclass

@@ -75,8 +75,35 @@ def start(cfg, body: dict, timeout: float = 10.0) -> StartResult:
     return StartResult(STARTED, cycle_id, str(resp.body.get("status", "")), resp.status, resp.body)
 
 
-def follow(cfg, cycle_id: str | None, deadline: float | None = None, poll: float | None = None) -> FollowResult:
-    """Poll the status until a completed/failed word or the bounded deadline."""
+def snapshot(cfg, timeout: float = 10.0) -> dict | None:
+    """The global status before a start (real profile), so follow() can tell the new cycle's end from
+    the previous one's: the real service runs the cycle as a background task after answering the start,
+    so the first status read may still show the last cycle's `completed` or `failed`."""
+    spec = _wf(cfg).get("status", {})
+    path = spec.get("path", "/api/v1/workflow/status")
+    if "{cycle_id}" in path:
+        return None
+    try:
+        resp = httpjson.request("GET", cfg.service_url(cfg.workflow.service, path), timeout=timeout, what="workflow status")
+    except OpsError:
+        return None
+    return resp.body if resp.status == 200 and isinstance(resp.body, dict) else None
+
+
+def _is_ours(body: dict, cycle_id: str | None, baseline: dict | None, seen_running: bool) -> bool:
+    if seen_running or baseline is None:
+        return True
+    if cycle_id and body.get("current_cycle") == cycle_id:
+        return True
+    keys = ("current_cycle", "last_run")
+    return any(body.get(k) != baseline.get(k) for k in keys)
+
+
+def follow(cfg, cycle_id: str | None, deadline: float | None = None, poll: float | None = None,
+           baseline: dict | None = None) -> FollowResult:
+    """Poll the status until a completed/failed word or the bounded deadline. `baseline` is the global
+    status read before the start (see snapshot()); a terminal word that is still the previous cycle's
+    does not end the wait."""
     spec = _wf(cfg).get("status", {})
     deadline = deadline if deadline is not None else cfg.workflow.deadline
     poll = poll if poll is not None else cfg.workflow.poll_interval
@@ -90,6 +117,10 @@ def follow(cfg, cycle_id: str | None, deadline: float | None = None, poll: float
     done_words = set(spec.get("completed_words", ["completed"]))
     failed_words = set(spec.get("failed_words", ["failed"]))
     stage_words = spec.get("stage_words", [])
+    running_words = set(spec.get("running_words", [])) - {"idle"}
+    seen_running = False
+    if "{cycle_id}" in spec.get("path", ""):
+        baseline = None  # per-cycle status: always ours
     started = time.monotonic()
     seen: list[str] = []
     last = None
@@ -104,9 +135,14 @@ def follow(cfg, cycle_id: str | None, deadline: float | None = None, poll: float
                 if last in stage_words and last not in seen:
                     seen.append(last)
                     log.info("workflow stage: %s", last)
-                if last in done_words:
+                terminal = last in done_words or last in failed_words
+                if not terminal:
+                    seen_running = seen_running or last in running_words or last in stage_words
+                elif not _is_ours(resp.body, cycle_id, baseline, seen_running):
+                    last = f"{last} (the previous cycle's; this one has not begun)"
+                elif last in done_words:
                     return FollowResult("completed", last, seen, time.monotonic() - started)
-                if last in failed_words:
+                else:
                     return FollowResult("failed", last, seen, time.monotonic() - started,
                                         f"cycle ended {last}")
         except OpsError as exc:

@@ -101,7 +101,7 @@ runtime:
   kind: command
   command_timeout: 30
   commands:
-    start: {py} -m catalyst_ops sandbox up --rundir {rd}
+    start: {py} -m catalyst_ops sandbox up --rundir {rd} --base-port {settings['ports']['orchestration']} --profile {settings['profile']} --stage-seconds {settings['stage_seconds']}
     stop: {py} -m catalyst_ops sandbox down --rundir {rd}
     restart_service: {py} -m catalyst_ops sandbox restart {{service}} --rundir {rd}
     status: {py} -m catalyst_ops sandbox status --rundir {rd}

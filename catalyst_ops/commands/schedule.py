@@ -1,0 +1,109 @@
+"""`catalyst-ops schedule`: the next run of every scheduled job, in exchange time and host time."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from catalyst_ops.errors import OK, PROBLEM
+
+DEFAULT_CRONTAB = "/etc/cron.d/catalyst"
+
+
+def register(sub) -> None:
+    p = sub.add_parser("schedule", help="print the next run of every job (US/Eastern and host time); warn on a wrong host zone",
+                       description="Print when cron will next fire each of the eight jobs, in the exchange's zone and "
+                       "the host's zone, and for market jobs whether that run will act or skip (NYSE calendar). Cron "
+                       "on Debian has no CRON_TZ, so the crontab's times are host times: when the host zone does not "
+                       "match the exchange zone all year, this prints a warning and exits 1. Reads the installed "
+                       f"crontab ({DEFAULT_CRONTAB}) when present, else the built-in schedule.")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--crontab", metavar="PATH", help=f"the crontab to read (default {DEFAULT_CRONTAB} if it exists)")
+    p.add_argument("--host-tz", metavar="ZONE", help="assume this host zone instead of detecting it (what-if)")
+    p.set_defaults(func=run)
+
+
+def _market_note(cfg, cal, job, when) -> str:
+    from catalyst_ops import market
+
+    kind = market.scan_kind(job.slot) if job.market == "scan" else job.market
+    d = market.decide(cfg, cal, kind, when, job.slot)
+    return "acts" if d.act else f"skips: {d.reason}"
+
+
+def run(ctx, args: argparse.Namespace) -> int:
+    from catalyst_ops import clock, schedule
+    from catalyst_ops.calendar import from_config
+    from catalyst_ops.errors import USAGE, OpsError
+
+    cfg = ctx.cfg
+    now = clock.now()
+    host_name = args.host_tz or schedule.detect_host_zone()
+    host = schedule.zone(host_name, "--host-tz" if args.host_tz else "host timezone")
+    exchange = schedule.zone(cfg.market.exchange_timezone, "market.exchange_timezone")
+    warnings = schedule.check_zone(host_name, cfg, now)
+
+    path = args.crontab or (DEFAULT_CRONTAB if os.path.exists(DEFAULT_CRONTAB) else None)
+    if path:
+        try:
+            lines = schedule.read_crontab(path)
+        except OSError as exc:
+            raise OpsError(f"{path}: cannot read the crontab: {exc.strerror}", USAGE)
+        entries = []
+        for cron, command in lines:
+            job = schedule.job_for_command(command)
+            if job is None:
+                warnings.append(f"{path}: a line runs something other than the eight jobs: {cron} {command[:60]}")
+                continue
+            entries.append((job, cron))
+        missing = [j.name for j in schedule.JOBS if j.name not in {e[0].name for e in entries}]
+        if missing:
+            warnings.append(f"{path}: jobs missing from the crontab: {', '.join(missing)}")
+        for job, cron in entries:
+            if cron != job.cron:
+                warnings.append(f"{path}: {job.name} runs at {cron!r}, the schedule says {job.cron!r}")
+    else:
+        entries = [(j, j.cron) for j in schedule.JOBS]
+
+    cal = from_config(cfg)
+    rows = []
+    for job, cron in entries:
+        spec = schedule.CronSpec.parse(cron, f"{path or 'schedule'}: {job.name}")
+        fires = spec.fires(now, host, count=1)
+        nxt = fires[0] if fires else None
+        row = {"job": job.name, "cron": cron, "command": " ".join(job.args), "log": job.log,
+               "next_exchange": nxt.astimezone(exchange).isoformat() if nxt else None,
+               "next_host": nxt.astimezone(host).isoformat() if nxt else None}
+        if job.market and nxt:
+            row["next_run_will"] = _market_note(cfg, cal, job, nxt)
+            # the next firing that acts: what an operator usually wants to know
+            for when in spec.fires(now, host, count=40):
+                if _market_note(cfg, cal, job, when) == "acts":
+                    row["next_action_exchange"] = when.astimezone(exchange).isoformat()
+                    break
+        rows.append(row)
+
+    data = {"now": now.isoformat(), "host_timezone": host_name, "exchange_timezone": cfg.market.exchange_timezone,
+            "crontab": path, "jobs": rows, "warnings": warnings}
+    if ctx.as_json:
+        ctx.emit_json(data)
+    else:
+        from datetime import datetime
+
+        from catalyst_ops.fmt import table
+
+        def short(iso, tz=exchange):
+            return datetime.fromisoformat(iso).astimezone(tz).strftime("%a %Y-%m-%d %H:%M %Z") if iso else "-"
+
+        ctx.out(f"now {short(now.isoformat())}; host zone {host_name}; "
+                f"crontab: {path or 'built-in schedule (no crontab installed)'}")
+        ctx.out(table([[r["job"], r["cron"], short(r["next_exchange"]), short(r["next_host"], host),
+                        r.get("next_run_will", ""), short(r.get("next_action_exchange")) if r.get("next_run_will") else ""]
+                       for r in rows],
+                      ["JOB", "CRON", f"NEXT ({cfg.market.exchange_timezone})", f"NEXT ({host_name})", "THAT RUN",
+                       "NEXT ACTION"]))
+        for w in warnings:
+            print(f"catalyst-ops schedule: warning: {w}", file=sys.stderr)
+    ctx.summary = f"{len(rows)} jobs; {len(warnings)} warning(s)"
+    return PROBLEM if warnings else OK

@@ -1,0 +1,301 @@
+"""The market-hours jobs: market open, the scans, market close.
+
+Cron fires them at host times; these functions decide, from the exchange calendar and the
+one clock, whether this firing acts:
+
+- halt flag set: skip (the emergency stop wins over every schedule);
+- no session today (weekend, holiday): skip;
+- outside the job's window: skip. The window starts at the job's real moment in the
+  exchange's zone (the session's real open/close, a scan's configured time) and lasts
+  `market.late_tolerance_minutes`. A host whose clock or zone is off by an hour therefore
+  skips instead of trading at the wrong time, and the skip is alerted;
+- already done for this session and kind (market_actions): skip. The claim is an INSERT
+  inside BEGIN IMMEDIATE, so two firings at once cannot both act.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+
+from catalyst_ops import alerts, clock, workflow
+from catalyst_ops.errors import CANNOT_RUN, OK, PROBLEM, USAGE, CannotRun, OpsError
+
+log = logging.getLogger(__name__)
+
+OPEN = "market-open"
+CLOSE = "market-close"
+
+# outcomes after which nothing happened at the service, so a later firing may claim again
+RECLAIMABLE = {"down", "refused"}
+
+
+@dataclass
+class Decision:
+    kind: str
+    act: bool
+    reason: str
+    session_date: str | None = None
+    target: datetime | None = None  # the moment the job is meant to act (exchange time)
+    misfire: bool = False  # a session day but far from the job's moment: the host clock/zone is suspect
+    session: dict | None = None
+
+
+@dataclass
+class Outcome:
+    kind: str
+    exit_code: int
+    status: str  # ok failed skipped
+    outcome: str  # completed failed timeout already_running down refused reported skipped dry_run
+    message: str
+    session_date: str | None = None
+    data: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "exit_code": self.exit_code, "status": self.status, "outcome": self.outcome,
+                "message": self.message, "session_date": self.session_date, **self.data}
+
+
+def parse_hhmm(text: str, where: str) -> time:
+    try:
+        h, m = text.split(":")
+        return time(int(h), int(m))
+    except (ValueError, AttributeError):
+        raise OpsError(f"{where}: expected HH:MM (exchange time), got {text!r}", USAGE)
+
+
+def scan_kind(slot: str) -> str:
+    return f"scan-{slot}"
+
+
+def decide(cfg, cal, kind: str, now: datetime, slot: str | None = None) -> Decision:
+    """Whether `kind` acts at `now` (calendar and window only; halt and claims are checked by run())."""
+    tol = timedelta(minutes=cfg.market.late_tolerance_minutes)
+    day = cal.local_date(now)
+    session = cal.session(day)
+    if session is None:
+        return Decision(kind, False, f"{day.isoformat()} {cal.why_closed(day)}")
+    sd = day.isoformat()
+    local_now = now.astimezone(cal.tz)
+    close_txt = session.close_local.strftime("%H:%M") + (", early close" if session.early_close else "")
+    if kind == OPEN:
+        # the configured time (a few minutes after the bell if the operator wants), never before a late open
+        target = max(session.open, datetime.combine(day, parse_hhmm(cfg.market.market_open, "market.market_open"),
+                                                    tzinfo=cal.tz))
+    elif kind == CLOSE:
+        target = session.close
+    else:
+        t = parse_hhmm(slot or "", "scan --slot")
+        target = datetime.combine(day, t, tzinfo=cal.tz)
+        if target >= session.close:
+            return Decision(kind, False, f"the {slot} scan is at or after today's close at {close_txt}", sd, target,
+                            session=session.as_dict())
+    if kind != CLOSE and now >= session.close:
+        return Decision(kind, False, f"the session closed at {close_txt}", sd, target, session=session.as_dict())
+    target_txt = target.astimezone(cal.tz).strftime("%H:%M %Z")
+    if now < target:
+        early = target - now
+        # the close job also fires at 13:00 every weekday to catch early closes; not a misfire
+        probe = kind == CLOSE and now >= session.open
+        return Decision(kind, False, f"too early: acts at {target_txt}"
+                        + (f" (the close, {close_txt})" if kind == CLOSE else "")
+                        + f", now {local_now.strftime('%H:%M %Z')}", sd, target,
+                        misfire=not probe and early >= timedelta(minutes=5), session=session.as_dict())
+    if now >= target + tol:
+        return Decision(kind, False, f"too late: meant for {target_txt}, now {local_now.strftime('%H:%M %Z')} "
+                        f"(tolerance {cfg.market.late_tolerance_minutes} min)", sd, target,
+                        misfire=kind != CLOSE or now < session.close + timedelta(hours=2), session=session.as_dict())
+    return Decision(kind, True, f"session {sd} ({session.open_local.strftime('%H:%M')}-{close_txt}); "
+                    f"acting for {target_txt}", sd, target, session=session.as_dict())
+
+
+# ---------------------------------------------------------------------------- claims
+
+
+def claim(db, session_date: str, kind: str, job_run_id: int | None, force: bool = False) -> tuple[bool, dict | None]:
+    """Atomically take (session_date, kind). Returns (claimed, previous row)."""
+    with db.transaction() as conn:
+        row = conn.execute("SELECT * FROM market_actions WHERE session_date=? AND kind=?", (session_date, kind)).fetchone()
+        prev = dict(row) if row else None
+        if prev and not force and prev["outcome"] not in RECLAIMABLE:
+            return False, prev
+        conn.execute("INSERT INTO market_actions(session_date, kind, acted_at, job_run_id, outcome, detail)"
+                     " VALUES (?,?,?,?,'running',NULL) ON CONFLICT(session_date, kind) DO UPDATE SET"
+                     " acted_at=excluded.acted_at, job_run_id=excluded.job_run_id, outcome='running', detail=NULL",
+                     (session_date, kind, clock.timestamp(), job_run_id))
+    return True, prev
+
+
+def settle(db, session_date: str, kind: str, outcome: str, detail: dict) -> None:
+    db.execute("UPDATE market_actions SET outcome=?, detail=? WHERE session_date=? AND kind=?",
+               (outcome, json.dumps(detail, sort_keys=True, default=str), session_date, kind))
+
+
+def _current_run_id(db, job: str) -> int | None:
+    row = db.one("SELECT id FROM job_runs WHERE job=? AND pid=? AND status='running' ORDER BY id DESC LIMIT 1",
+                 (job, os.getpid()))
+    return int(row["id"]) if row else None
+
+
+# ---------------------------------------------------------------------------- the jobs
+
+
+def run(cfg, db, kind: str, *, slot: str | None = None, dry_run: bool = False, force: bool = False,
+        deadline: float | None = None, job: str | None = None) -> Outcome:
+    from catalyst_ops.calendar import from_config
+
+    halt = db.halt_state()
+    if halt is not None:
+        since = datetime.fromtimestamp(halt["since"], clock.now().tzinfo).isoformat(timespec="seconds")
+        return Outcome(kind, OK, "skipped", "halted", f"halted since {since} ({halt['reason'] or 'no reason given'}, "
+                       f"by {halt['actor']}): {kind} does nothing until `resume`")
+    now = clock.now()
+    cal = from_config(cfg)
+    d = decide(cfg, cal, kind, now, slot)
+    if not d.act:
+        if d.misfire and not dry_run:
+            alerts.enqueue(db, "warning", f"market:{kind}:misfire", f"{kind} fired at the wrong time",
+                           f"{kind} fired at {now.astimezone(cal.tz).isoformat(timespec='minutes')} on session day "
+                           f"{d.session_date}: {d.reason}. Cron follows the host clock; check the host timezone "
+                           f"(`catalyst-ops schedule`).")
+        return Outcome(kind, OK, "skipped", "skipped", d.reason, d.session_date, {"session": d.session})
+    # everything that can fail on configuration is checked before the claim, so a bad config does
+    # not use up the session's one action
+    body = workflow.build_body(cfg) if kind != CLOSE else None
+    if dry_run:
+        what = f"would start a workflow cycle with {json.dumps(body, sort_keys=True)}" if body is not None \
+            else "would fetch and store the daily report"
+        done = db.one("SELECT outcome FROM market_actions WHERE session_date=? AND kind=?", (d.session_date, kind))
+        if done and done["outcome"] not in RECLAIMABLE and not force:
+            what = f"already done this session ({done['outcome']}): would skip"
+        return Outcome(kind, OK, "ok", "dry_run", f"{d.reason}; {what}", d.session_date, {"session": d.session})
+    claimed, prev = claim(db, d.session_date, kind, _current_run_id(db, job or kind), force)
+    if not claimed:
+        when = datetime.fromtimestamp(prev["acted_at"], cal.tz).strftime("%H:%M:%S %Z")
+        return Outcome(kind, OK, "skipped", "already_done",
+                       f"already acted for session {d.session_date} at {when} (outcome {prev['outcome']}): skipped",
+                       d.session_date, {"previous": prev})
+    if force and prev:
+        db.record_event("market-force", {"kind": kind, "session_date": d.session_date, "previous": prev["outcome"]})
+    try:
+        if kind == CLOSE:
+            out = _close(cfg, db, d)
+        else:
+            out = _cycle(cfg, db, kind, d, body, deadline)
+    except BaseException as exc:
+        settle(db, d.session_date, kind, "error", {"error": f"{exc.__class__.__name__}: {exc}"})
+        raise
+    settle(db, d.session_date, kind, out.outcome, {"message": out.message, **out.data})
+    return out
+
+
+def _severity(kind: str) -> str:
+    return "critical" if kind == OPEN else "warning"
+
+
+def _alert(db, kind: str, session_date: str, severity: str, what: str, message: str) -> None:
+    alerts.enqueue(db, severity, f"market:{kind}", f"{kind} {what} ({session_date})", message)
+
+
+def _cycle(cfg, db, kind: str, d: Decision, body: dict, deadline: float | None) -> Outcome:
+    sd = d.session_date
+    baseline = workflow.snapshot(cfg)
+    try:
+        started = workflow.start(cfg, body)
+    except CannotRun as exc:
+        msg = f"workflow service unreachable, no cycle started: {exc}"
+        _alert(db, kind, sd, "critical" if kind == OPEN else "warning", "could not start", msg)
+        return Outcome(kind, CANNOT_RUN, "failed", "down", msg, sd)
+    if started.outcome == workflow.ALREADY_RUNNING:
+        msg = f"a cycle is already running ({started.detail}); not started again"
+        if kind == OPEN:
+            # at the open nothing else should be running: an operator needs to look (--force to start anyway)
+            _alert(db, kind, sd, "warning", "found a cycle already running", msg)
+            return Outcome(kind, PROBLEM, "failed", "already_running", msg, sd, {"http_status": started.http_status})
+        return Outcome(kind, OK, "ok", "already_running", msg + ": this scan is covered by it", sd,
+                       {"http_status": started.http_status})
+    if started.outcome == workflow.REFUSED:
+        msg = f"workflow start refused: {started.detail}"
+        _alert(db, kind, sd, _severity(kind), "was refused", msg)
+        return Outcome(kind, PROBLEM, "failed", "refused", msg, sd, {"http_status": started.http_status})
+    log.info("%s: cycle %s started; following it", kind, started.cycle_id)
+    followed = workflow.follow(cfg, started.cycle_id, deadline=deadline, baseline=baseline)
+    data = {"cycle_id": started.cycle_id, "final_status": followed.final_status, "stages": followed.stages_seen,
+            "seconds": round(followed.seconds, 2)}
+    if followed.outcome == "completed":
+        return Outcome(kind, OK, "ok", "completed",
+                       f"cycle {started.cycle_id} completed in {followed.seconds:.1f}s", sd, data)
+    what = "cycle failed" if followed.outcome == "failed" else "cycle did not finish"
+    msg = f"cycle {started.cycle_id}: {followed.detail}"
+    _alert(db, kind, sd, _severity(kind), what, msg)
+    return Outcome(kind, PROBLEM, "failed", followed.outcome, msg, sd, data)
+
+
+def _fill(template, values: dict):
+    if isinstance(template, dict):
+        return {k: _fill(v, values) for k, v in template.items()}
+    if isinstance(template, str):
+        for k, v in values.items():
+            if template == "{" + k + "}":
+                return v  # keep the type: the real service wants an integer cycle id
+            template = template.replace("{" + k + "}", str(v))
+    return template
+
+
+def _report_cycle_id(cfg, db, session_date: str):
+    if cfg.market.report_cycle_id is not None:
+        return cfg.market.report_cycle_id
+    row = db.one("SELECT detail FROM market_actions WHERE session_date=? AND kind=?", (session_date, OPEN))
+    if row and row["detail"]:
+        try:
+            return json.loads(row["detail"]).get("cycle_id")
+        except ValueError:
+            return None
+    return None
+
+
+def _close(cfg, db, d: Decision) -> Outcome:
+    from catalyst_ops import httpjson
+
+    sd = d.session_date
+    spec = cfg.profile_data.get("reporting", {}).get("daily", {})
+    cycle_id = _report_cycle_id(cfg, db, sd)
+    values = {"cycle_id": cycle_id if cycle_id is not None else "", "date": sd}
+    params = _fill(spec.get("params") or {}, values) or None
+    body = _fill(spec.get("body"), values) if spec.get("body") is not None else None
+    method = spec.get("method", "GET").upper()
+    url = cfg.service_url("reporting", spec.get("path", "/api/v1/reports/daily"))
+    try:
+        resp = httpjson.request(method, url, params=params, json_body=body, timeout=cfg.service_timeout("reporting") * 6,
+                                what="daily report")
+    except CannotRun as exc:
+        msg = f"reporting unreachable, no daily report: {exc}"
+        _alert(db, CLOSE, sd, "warning", "could not fetch the daily report", msg)
+        return Outcome(CLOSE, CANNOT_RUN, "failed", "down", msg, sd)
+    if resp.status != 200 or not isinstance(resp.body, (dict, list)):
+        msg = f"daily report refused: {method} {spec.get('path')} → HTTP {resp.status}: {resp.text[:200]}"
+        _alert(db, CLOSE, sd, "warning", "got no daily report", msg)
+        return Outcome(CLOSE, PROBLEM, "failed", "refused", msg, sd, {"http_status": resp.status})
+    path = store_report(cfg, sd, resp.body)
+    summary = resp.body.get("summary") if isinstance(resp.body, dict) else None
+    text = json.dumps(summary, sort_keys=True)[:500] if summary is not None else f"{len(resp.text)} bytes"
+    db.execute("INSERT INTO reports(kind, report_date, created_at, path, summary) VALUES ('daily',?,?,?,?)",
+               (sd, clock.timestamp(), path, text))
+    close_txt = d.session["close"] if d.session else ""
+    return Outcome(CLOSE, OK, "ok", "reported", f"daily report for {sd} stored in {path} (close {close_txt})", sd,
+                   {"path": path, "cycle_id": cycle_id})
+
+
+def store_report(cfg, session_date: str, data) -> str:
+    """Write the report atomically (a reader never sees half a file)."""
+    os.makedirs(cfg.reports_path, exist_ok=True)
+    path = os.path.join(cfg.reports_path, f"daily-{session_date}.json")
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2, sort_keys=True, default=str)
+        fh.write("\n")
+    os.replace(tmp, path)
+    return path
