@@ -249,8 +249,15 @@ def _pct(v) -> str:
     return "-" if v is None else f"{v:.1f}%"
 
 
-def _hm(iso: str | None) -> str:
-    return iso[11:16] if iso else "-"
+def _hm(iso: str | None, day: str | None = None) -> str:
+    """HH:MM, with the date in front when it is not the report's day."""
+    if not iso:
+        return "-"
+    return iso[11:16] if day is None or iso[:10] == day else f"{iso[:10]} {iso[11:16]}"
+
+
+def _stamp(iso: str | None) -> str:
+    return f"{iso[:10]} {iso[11:16]}" if iso else "-"
 
 
 def verdict_line(data: dict) -> str:
@@ -268,13 +275,17 @@ def verdict_line(data: dict) -> str:
     return f"Catalyst daily report {data['date']}: " + ", ".join(parts)
 
 
+def headline_parts(data: dict) -> str:
+    return verdict_line(data).split(": ", 1)[1]
+
+
 def render_text(data: dict) -> str:
-    out = [verdict_line(data), f"window {data['window']['start']} .. {data['window']['end']}"
+    out = [verdict_line(data), f"window {_stamp(data['window']['start'])} .. {_stamp(data['window']['end'])} {data['timezone']}"
            + ("" if data["window"]["complete"] else " (day in progress)"), ""]
     if data["halt"]:
         out += [f"HALT since {data['halt']['since']}: {data['halt']['reason']} ({data['halt']['actor']})", ""]
     out.append("Services")
-    out.append(fmt.table([[s["service"], s["state"], _hm(s["since"]), s["checks"], s["failed_checks"], _pct(s["uptime_percent"])]
+    out.append(fmt.table([[s["service"], s["state"], _hm(s["since"], data["date"]), s["checks"], s["failed_checks"], _pct(s["uptime_percent"])]
                           for s in data["services"]], ["SERVICE", "NOW", "SINCE", "CHECKS", "FAILED", "UPTIME"]))
     h = data["health"]
     out += ["", f"Health checks: {h['sweeps']} run (expected about {h['expected']} at every {h['interval_minutes']} min), "
@@ -351,7 +362,7 @@ def chart(data: dict, width: int = 960, row_h: int = 18, label_w: int = 110) -> 
                 minutes = t.hour * 60 + t.minute
                 marks.append({"x": round(label_w + minutes * width / 1440, 2), "y": row["y"], "planned": r["planned"]})
     height = 24 + len(rows) * (row_h + 4) + 22
-    return {"width": label_w + width + 10, "height": height, "label_w": label_w, "plot_w": width, "row_h": row_h,
+    return {"width": label_w + width + 24, "height": height, "label_w": label_w, "plot_w": width, "row_h": row_h,
             "rows": rows, "ticks": ticks, "marks": marks, "axis_y": height - 16}
 
 
@@ -362,9 +373,10 @@ def render_html(data: dict) -> str:
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["size"] = fmt.size
     env.filters["pct"] = _pct
-    env.filters["hm"] = _hm
+    env.filters["hm"] = lambda iso: _hm(iso, data["date"])
+    env.filters["stamp"] = _stamp
     return env.get_template("daily-report.html.j2").render(d=data, chart=chart(data), headline=verdict_line(data),
-                                                           colors=COLORS)
+                                                           parts=headline_parts(data), colors=COLORS)
 
 
 def render(data: dict, form: str) -> str:
