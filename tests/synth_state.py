@@ -34,7 +34,8 @@ def fill(path, end: datetime, hours: float = 48, health_gap: tuple[datetime, dat
     rnd = random.Random(seed)
     db = StateDB(path)
     db.ensure_schema(RESOURCE_SCHEMA)
-    start = end - timedelta(hours=hours)
+    # elapsed time, not wall-clock time: across a DST change they differ by an hour
+    start = datetime.fromtimestamp(end.timestamp() - hours * 3600, ZoneInfo("UTC"))
     # start a little before the window, as a running system would have
     t = (start - timedelta(minutes=30)).replace(second=0, microsecond=0)
     t -= timedelta(minutes=t.minute % 5)
