@@ -353,14 +353,18 @@ def chart(data: dict, width: int = 960, row_h: int = 18, label_w: int = 110) -> 
             rects.append({"x": round(label_w + j * sw, 2), "w": round((k - j) * sw, 2), "color": COLORS[line[j]], "code": line[j]})
             j = k
         rows.append({"service": svc, "y": y, "rects": rects})
-    ticks = [{"x": round(label_w + h * width / 24, 2), "label": f"{h:02d}"} for h in range(0, 25, 3)]
+    start = datetime.fromisoformat(tl["start"])
+    px_per_s = sw / (tl["slot_minutes"] * 60)  # elapsed time, so a 23- or 25-hour DST day still lines up
+    ticks = []
+    for h in range(0, 25, 3):
+        local = datetime.combine(start.date() + timedelta(days=h // 24), dtime(h % 24), ZoneInfo(data["timezone"]))
+        ticks.append({"x": round(label_w + (local.timestamp() - start.timestamp()) * px_per_s, 2), "label": f"{h:02d}"})
     marks = []
     for r in data["restarts"]:
         for row in rows:
             if row["service"] == r["service"] and r["at"]:
-                t = datetime.fromisoformat(r["at"])
-                minutes = t.hour * 60 + t.minute
-                marks.append({"x": round(label_w + minutes * width / 1440, 2), "y": row["y"], "planned": r["planned"]})
+                t = datetime.fromisoformat(r["at"]).timestamp()
+                marks.append({"x": round(label_w + (t - start.timestamp()) * px_per_s, 2), "y": row["y"], "planned": r["planned"]})
     height = 24 + len(rows) * (row_h + 4) + 22
     return {"width": label_w + width + 24, "height": height, "label_w": label_w, "plot_w": width, "row_h": row_h,
             "rows": rows, "ticks": ticks, "marks": marks, "axis_y": height - 16}

@@ -9,7 +9,6 @@ quietly leaving something out.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from catalyst_ops.errors import OK, PROBLEM, USAGE, OpsError
+from catalyst_ops.errors import OK, PROBLEM
 
 
 def _hours(text: str) -> float:
