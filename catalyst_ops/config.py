@@ -226,6 +226,17 @@ class ValidationConfig:
     cpu_limit_percent: float = field(default=70.0, **_meta(min=0, max=100))
     memory_limit_percent: float = field(default=80.0, **_meta(min=0, max=100))
     health_interval_minutes: int = field(default=5, **_meta(min=1))
+    # a scheduled job counts as on time when it started within this many minutes of its slot
+    job_tolerance_minutes: int = field(default=10, **_meta(min=1))
+    # job names the on-time criterion looks for in job_runs; "" drops that kind from the check
+    job_names: dict[str, str] = field(default_factory=lambda: {
+        "market_open": "market-open", "scan": "scan", "market_close": "market-close",
+        "backup": "backup", "weekly_maintenance": "weekly-maintenance"})
+    backup_time: str = "23:00"  # host timezone, daily (the crontab's backup line)
+    maintenance_time: str = "Sun 02:00"  # host timezone, weekly
+    backup_max_gap_hours: float = field(default=26.0, **_meta(min=1))  # longest stretch without an ok backup
+    monitor_max_gap_minutes: float = field(default=10.0, **_meta(min=1))  # longest stretch without monitor evidence
+    resource_sample_seconds: float = field(default=1.0, **_meta(min=0.1, max=30))  # CPU measured over this interval
 
 
 @dataclass

@@ -1,0 +1,58 @@
+"""`catalyst-ops report daily`: the day's operations report from the state DB."""
+
+from __future__ import annotations
+
+import argparse
+
+from catalyst_ops.errors import OK
+
+
+def register(sub) -> None:
+    p = sub.add_parser("report", help="operations reports from the state DB (report daily)",
+                       description="Reports built from the state database, which records every run.")
+    rsub = p.add_subparsers(dest="report_kind", metavar="KIND")
+    d = rsub.add_parser("daily", help="services, health checks, jobs, restarts, alerts, backup, errors, disk, CPU/memory",
+                        description="The day's operations report: each service's current state and its uptime over the "
+                        "day, health checks run and failed, scheduled jobs with their times and outcomes, restarts, alerts "
+                        "sent and pending, the last backup (age, size, verified), errors in the job runs and the job logs, "
+                        "disk use of the log and backup directories, and CPU/memory of the stack. The day is a calendar day "
+                        "in host_timezone; today's report covers midnight until now.")
+    d.add_argument("--date", metavar="YYYY-MM-DD", help="the day (also: today, yesterday; default today)")
+    form = d.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true", help="print JSON")
+    form.add_argument("--html", action="store_true", help="print HTML with an inline SVG chart of health over the day")
+    d.add_argument("--save", action="store_true", help="also write ops-daily-DATE.{txt,json,html} under the report "
+                   "directory and record it in the state DB")
+    d.add_argument("--mail", action="store_true", help="also queue the text report as an info alert (the alert sender mails it)")
+    d.add_argument("--dry-run", action="store_true", help="with --save/--mail: say what would be written or queued, do neither")
+    d.add_argument("--no-live", action="store_true", help="do not sample CPU/memory now (use only recorded samples)")
+    d.set_defaults(func=run_daily, job="report-daily")
+    p.set_defaults(func=lambda ctx, args: (p.print_help(), 2)[1])
+
+
+def run_daily(ctx, args: argparse.Namespace) -> int:
+    import logging
+
+    from catalyst_ops import report
+
+    log = logging.getLogger(__name__)
+    tz = report.host_tz(ctx.cfg)
+    day = report.parse_day(args.date, tz)
+    data = report.build_daily(ctx.cfg, ctx.db, day, live_resources=not args.no_live)
+    ctx.out(report.render(data, "json" if args.json else "html" if args.html else "text").rstrip("\n"))
+    ctx.summary = report.verdict_line(data)
+    if args.save:
+        if args.dry_run:
+            log.info("dry run: would write ops-daily-%s.{txt,json,html} under %s", data["date"], ctx.cfg.reports_path)
+        else:
+            paths = report.save(ctx.cfg, ctx.db, data)
+            log.info("report written: %s", ", ".join(paths))
+    if args.mail:
+        if args.dry_run:
+            log.info("dry run: would queue the report as an info alert")
+        else:
+            from catalyst_ops import alerts
+
+            alerts.enqueue(ctx.db, "info", f"report:daily:{data['date']}", report.verdict_line(data), report.render_text(data))
+            log.info("report queued for mail")
+    return OK

@@ -1,0 +1,92 @@
+"""`catalyst-ops validate` (the stability verdict) and `catalyst-ops sample-resources`."""
+
+from __future__ import annotations
+
+import argparse
+
+from catalyst_ops.errors import OK, PROBLEM
+
+
+def _hours(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of hours, got {text!r}")
+    if not 0 < v <= 24 * 90:
+        raise argparse.ArgumentTypeError(f"expected more than 0 and at most 2160 hours, got {text!r}")
+    return v
+
+
+def register(sub) -> None:
+    p = sub.add_parser("validate", help="the stability verdict over the last N hours (default 48), from the state DB",
+                       description="Judge the last --hours (default 48) against the stability criteria, each PASS or FAIL "
+                       "with its figure: health checks every validation.health_interval_minutes (gaps listed with their "
+                       "times), scheduled jobs on time (NYSE sessions from exchange_calendars, backup and weekly "
+                       "maintenance), the monitor running throughout, no unplanned restarts, no critical errors, backups "
+                       "created, CPU/memory under the limits. The window ends at --now. Exit 0 only when every criterion passes.")
+    p.add_argument("--hours", type=_hours, default=48.0, help="length of the window (default 48)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--save", action="store_true", help="also write validation-DATE.{txt,json} under the report directory "
+                   "and record it in the state DB")
+    p.add_argument("--dry-run", action="store_true", help="with --save: say what would be written")
+    p.set_defaults(func=run_validate, job="validate")
+
+    s = sub.add_parser("sample-resources", help="record one CPU/memory sample of the stack and the monitor's heartbeat "
+                       "(cron, every 5 min; validate reads them)",
+                       description="Measure CPU and memory of the stack (docker stats for compose, systemd accounting for "
+                       "systemd units, /proc of the processes listening on the service ports for the command runtime) over "
+                       "validation.resource_sample_seconds, and record it with the monitor's current heartbeat. When the "
+                       "figures cannot be read the sample is recorded as unavailable, with the reason.")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.add_argument("--dry-run", action="store_true", help="measure and print; record nothing")
+    s.set_defaults(func=run_sample)
+
+
+def run_validate(ctx, args: argparse.Namespace) -> int:
+    import json
+    import logging
+
+    from catalyst_ops import clock, report, validate
+
+    result = validate.evaluate(ctx.cfg, ctx.db, args.hours)
+    text = validate.render_text(result)
+    if ctx.as_json:
+        ctx.emit_json(result)
+    else:
+        ctx.out(text.rstrip("\n"))
+    ctx.summary = text.splitlines()[0]
+    if args.save:
+        log = logging.getLogger(__name__)
+        day = clock.now().astimezone(report.host_tz(ctx.cfg)).date().isoformat()
+        if args.dry_run:
+            log.info("dry run: would write validation-%s.{txt,json} under %s", day, ctx.cfg.reports_path)
+        else:
+            from pathlib import Path
+
+            from catalyst_ops.envfile import atomic_write
+
+            out = Path(ctx.cfg.reports_path)
+            out.mkdir(parents=True, exist_ok=True)
+            atomic_write(out / f"validation-{day}.txt", text, mode=0o640)
+            atomic_write(out / f"validation-{day}.json", json.dumps(result, indent=2, sort_keys=True) + "\n", mode=0o640)
+            ctx.db.execute("INSERT INTO reports(kind, report_date, created_at, path, summary) VALUES (?,?,?,?,?)",
+                           ("validation", day, clock.timestamp(), str(out / f"validation-{day}.txt"), ctx.summary))
+    return OK if result["passed"] else PROBLEM
+
+
+def run_sample(ctx, args: argparse.Namespace) -> int:
+    from catalyst_ops import clock, resources
+
+    s = resources.sample(ctx.cfg)
+    at = clock.timestamp()
+    beats = []
+    if not args.dry_run:
+        resources.record(ctx.db, s, at)
+        beats = resources.observe_heartbeats(ctx.db, at)
+    if ctx.as_json:
+        ctx.emit_json({"sample": s.as_dict(), "heartbeats": beats, "recorded": not args.dry_run})
+    elif s.available:
+        ctx.out(f"CPU {s.cpu_percent:.1f}%  memory {s.mem_percent:.1f}%  ({s.source}, {len(s.units)} units)")
+    else:
+        ctx.out(f"unavailable: {s.reason}")
+    return OK
