@@ -276,3 +276,55 @@ def test_health_job_alerts_and_watches_the_monitor(standin, smtp):
     res = standin.cli("health", "--no-restart")
     msgs = smtp.wait_for(n + 1)
     assert "[Catalyst INFO] CLEARED: the monitor daemon is back" in [m.subject for m in msgs]
+
+
+# ------------------------------------------------------------------ webhook (second channel)
+
+
+class _Hook:
+    """A real HTTP endpoint on localhost that records JSON POSTs; `status` is what it answers."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        self.posts, self.status = [], 200
+        hook = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if hook.status == 200:
+                    hook.posts.append(json.loads(body))
+                self.send_response(hook.status)
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/T0KEN-abcdef"
+
+
+def test_webhook_and_email_each_get_it_once(standin, smtp):
+    hook = _Hook()
+    try:
+        hook.status = 503
+        wire(standin, smtp, alerts=f"  webhook_url: {hook.url}\n")
+        res = standin.cli("alert", "send", "critical", "broker unreachable", "GET /v2/account timed out", "--flush")
+        assert res.code == 3 and "HTTP 503" in res.out
+        assert "T0KEN" not in res.text  # a hook URL is a credential
+        assert len(smtp.wait_for(1)) == 1  # email accepted...
+        assert db(standin).execute("SELECT status FROM alerts").fetchone() == ("pending",)  # ...webhook owed
+        hook.status = 200
+        res = standin.cli("alert", "flush")
+        assert res.code == 0, res.text
+        assert len(hook.posts) == 1 and hook.posts[0]["severity"] == "critical"
+        assert hook.posts[0]["title"] == "[Catalyst CRITICAL] broker unreachable"
+        assert hook.posts[0]["alerts"][0]["body"] == "GET /v2/account timed out"
+        time.sleep(0.2)
+        assert len(smtp.messages) == 1  # email not sent twice
+        assert db(standin).execute("SELECT status FROM alerts").fetchone() == ("sent",)
+    finally:
+        hook.server.shutdown()
