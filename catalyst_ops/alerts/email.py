@@ -17,7 +17,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
 from catalyst_ops import log
-from catalyst_ops.errors import ConfigError
+from catalyst_ops.errors import USAGE, ConfigError, OpsError
 
 SEVERITIES = ("critical", "warning", "info")
 _TRUE = {"1", "true", "yes", "on", "starttls"}
@@ -136,7 +136,7 @@ def tls_context(verify: bool, ca_file: str | None) -> ssl.SSLContext:
     try:
         return ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
     except (OSError, ssl.SSLError) as exc:
-        raise ConfigError("alerts.ca_file", None, f"cannot load CA file {ca_file!r}: {exc.__class__.__name__}")
+        raise OpsError(f"alerts.ca_file: cannot load CA file {ca_file!r}: {exc.__class__.__name__}", USAGE)
 
 
 def send(settings: SmtpSettings, msg: EmailMessage, timeout: float = 10.0, verify: bool = True,
