@@ -50,6 +50,23 @@ def _status_for(code: int) -> str:
     return "ok" if code == OK else "failed"
 
 
+def _alert_job(ctx, job: str, code: int) -> None:
+    """A failed scheduled job alerts (and its next success sends a recovery). Never fails the job.
+    Exit 2 (usage) is the operator's typo, not an incident; `health` exit 1 is the alert policy's."""
+    if code == USAGE or (job == "health" and code == PROBLEM):
+        return
+    try:
+        from catalyst_ops.alerts import outbox, policy
+
+        status = ctx.status or _status_for(code)
+        if policy.job_outcome(ctx.cfg, ctx.db, job, code, status, ctx.summary):
+            outbox.flush(ctx.cfg, ctx.db)
+    except Exception as exc:
+        from catalyst_ops import log
+
+        print(f"catalyst-ops: warning: could not raise the job alert: {log.redact(str(exc))}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -94,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                                   ctx.session_date)
             except Exception as exc:  # the state DB itself failed: say so, keep the exit code
                 print(f"catalyst-ops: error: could not record the run: {exc}", file=sys.stderr)
+            _alert_job(ctx, job, code)
         ctx.close()
     return code
 

@@ -100,5 +100,22 @@ def run_health(ctx, args: argparse.Namespace) -> int:
 
 
 def _hooks_after_health(ctx, results, outcomes) -> None:
-    """Extension point for the alerting layer (see catalyst_ops.alerts, when present)."""
+    """The alerting layer: apply the alert policy to this sweep, check that the monitor daemon is
+    alive (who watches the watcher), and send what is pending. Alerting never fails the job."""
+    if ctx.dry_run:
+        return None
+    try:
+        from catalyst_ops.alerts import deadman, outbox, policy
+
+        policy.apply_services(ctx.cfg, ctx.db, results, "health")
+        watch = deadman.check_monitor_heartbeat(ctx.cfg, ctx.db)
+        if watch["alert"]:
+            log.warning("the monitor daemon is not heartbeating: %s", watch["detail"])
+        res = outbox.flush(ctx.cfg, ctx.db)
+        for err in res.errors:
+            log.warning("alert not sent (kept in the outbox): %s", err)
+    except Exception as exc:
+        from catalyst_ops import log as oplog
+
+        log.error("alerting failed (the health result stands): %s", oplog.redact(f"{exc.__class__.__name__}: {exc}"))
     return None
