@@ -309,7 +309,18 @@ def stop(cfg, reason: str, actor: str) -> StopResult:
         body += [f"{s.step}: {s.status.upper()} - {s.detail}" for s in result.steps]
         body += ["", "Trading stays halted until `catalyst-ops resume --yes --reason ...`."]
         alert_id = alerts.enqueue(db, "critical", "emergency-stop", subject, "\n".join(body))
-        return f"critical alert #{alert_id} queued"
+        # send now rather than wait for the monitor's next pass: the operator must know at once.
+        # A send that fails leaves the alert in the outbox, where the monitor keeps retrying it.
+        try:
+            from catalyst_ops.alerts import outbox
+
+            flushed = outbox.flush(cfg, db, force=True)
+        except Exception as exc:  # a bad SMTP block must not fail the stop
+            return f"critical alert #{alert_id} queued (not sent now: {exc})"
+        if alert_id in (flushed.sent or []):
+            return f"critical alert #{alert_id} sent"
+        why = flushed.skipped or "; ".join(flushed.errors) or "not sent yet; the monitor retries it"
+        return f"critical alert #{alert_id} queued ({why})"
 
     funcs = {"halt": s_halt, "suspend-trading": s_suspend, "cancel-orders": s_cancel, "close-positions": s_close,
              "paper-mode": s_paper, "restart-trading": s_restart, "alert": s_alert}

@@ -91,8 +91,8 @@ def assert_stopped(s, res) -> None:
     assert prev and any("TRADING_MODE=live" in p.read_text().splitlines() for p in prev)
     assert stat.S_IMODE(os.stat(s.env_file).st_mode) == 0o600
     alerts = db(s).execute("SELECT * FROM alerts WHERE subject_key='emergency-stop'").fetchall()
+    # no SMTP server configured for the stand-in: the alert waits in the outbox for the monitor
     assert alerts and alerts[-1]["severity"] == "critical" and alerts[-1]["status"] == "pending"
-    # TODO(after merge with the alerts branch): flush the outbox to the aiosmtpd test server and assert receipt
 
 
 def steps(res) -> dict:
@@ -403,3 +403,28 @@ def test_plan_profile_routes_through_trading_and_names_what_it_cannot_do(standin
     assert "no 'configurations' route" in steps(res)["suspend-trading"]["detail"]
     assert steps(res)["close-positions"]["status"] == "ok" and broker_get(s, "/v2/positions") == []
     assert halted(s)
+
+
+def test_emergency_stop_alert_is_received_by_the_smtp_server(standin, tmp_path):
+    """The stop sends its critical alert at once through a real SMTP server (STARTTLS + AUTH)."""
+    from smtpserver import SMTPServer
+
+    server = SMTPServer(tmp_path / "smtp").start()
+    try:
+        with open(standin.env_file, "a") as fh:
+            fh.write(server.env())
+        standin.append_config(f"alerts:\n  ca_file: {server.cert}\n  smtp_timeout: 5\n")
+        go_live(standin)
+        seed(standin)
+        res = standin.cli("emergency-stop", "--reason", "smtp drill", "--json")
+        assert res.code == 0, res.text
+        assert steps(res)["alert"]["detail"].endswith("sent"), steps(res)["alert"]
+        msgs = [m for m in server.wait_for(1, timeout=10) if "EMERGENCY STOP" in m.subject]
+        assert len(msgs) == 1, [m.subject for m in server.messages]
+        assert msgs[0].rcpt_tos == ["oncall@example.test"]  # critical goes to the critical address
+        assert "smtp drill" in msgs[0].text and "close-positions: OK" in msgs[0].text
+        assert server.password not in res.text
+        row = db(standin).execute("SELECT status FROM alerts WHERE subject_key='emergency-stop'").fetchone()
+        assert row["status"] == "sent"
+    finally:
+        server.stop()
