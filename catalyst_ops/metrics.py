@@ -215,15 +215,19 @@ def longest_session_run(days: list[date], calendar: str = "XNYS") -> tuple[int, 
     """Longest run of consecutive exchange sessions among `days`; (length, rule used)."""
     if not days:
         return 0, calendar
-    try:
-        import exchange_calendars as xcals
-        import pandas as pd
+    import warnings
 
-        cal = xcals.get_calendar(calendar)
-        lo, hi = pd.Timestamp(days[0]), pd.Timestamp(days[-1])
-        if lo < cal.first_session or hi > cal.last_session:
-            raise ValueError("outside the calendar's range")
-        sessions = cal.sessions_in_range(lo, hi)
+    try:
+        with warnings.catch_warnings():  # the calendar library's pandas deprecation chatter
+            warnings.simplefilter("ignore")
+            import exchange_calendars as xcals
+            import pandas as pd
+
+            cal = xcals.get_calendar(calendar)
+            lo, hi = pd.Timestamp(days[0]), pd.Timestamp(days[-1])
+            if lo < cal.first_session or hi > cal.last_session:
+                raise ValueError("outside the calendar's range")
+            sessions = cal.sessions_in_range(lo, hi)
         index = {ts.date(): i for i, ts in enumerate(sessions)}
         positions = [index[d] for d in days if d in index]
         rule = calendar
