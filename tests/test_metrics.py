@@ -95,7 +95,7 @@ def test_hand_made_trades_figures_and_no_go(pgdb):
     assert d["total_pnl"] == 550 and d["ending_equity"] == 10550
     assert (d["largest_win"], d["largest_loss"]) == (500, -400)
     assert d["max_drawdown"] == pytest.approx(400 / 10400) and d["max_drawdown_amount"] == 400
-    assert d["avg_r_multiple"] == pytest.approx(550 / 9 / 200)
+    assert d["avg_r_multiple"] == pytest.approx(550 / 9 / 200, abs=1e-4)
     assert d["trading_days"] == 8  # trade 8 closed on Apr 9 in New York, Apr 10 in UTC
     assert (d["consecutive_days"], d["day_rule"]) == (6, "XNYS")
     gates = _gates(d)

@@ -52,7 +52,7 @@ def generate(conn, trades: int, securities: int = 50, per_day: int | None = None
             "INSERT INTO positions(cycle_id, security_id, side, quantity, entry_price, exit_price, status,"
             " risk_amount, realized_pnl, opened_at, closed_at)"
             " SELECT 'cycle_' || to_char(o, 'YYYYMMDD') || '_143000', 1 + (g %% %s), 'long', 100, 50, 50, 'closed',"
-            "        500, ((g * 7919) %% 2001) - 900, o, o + interval '30 minutes'"
+            "        500, ((g::bigint * 7919) %% 2001) - 900, o, o + interval '30 minutes'"
             " FROM (SELECT g, %s::timestamptz + ((g - 1) / %s) * interval '1 day' + ((g - 1) %% %s) * interval '1 second' AS o"
             "       FROM generate_series(1, %s) g) s",
             (securities, start, per_day, per_day, trades))
