@@ -17,15 +17,15 @@ def register(sub) -> None:
         "pg_restore --list (and, with --verify-restore, a restore into a scratch database with row counts compared), "
         "SHA-256 recorded in the state DB and in <file>.sha256, mode 0600, renamed only when complete; then retention "
         "(backup.retention_days, never fewer than backup.keep_min files). A failure leaves no file, is recorded, "
-        "queues a critical alert and exits 1 (3: the server could not be reached).",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        "queues a critical alert and exits 1 (3: the server could not be reached).")
     p.add_argument("--verify-restore", action="store_true", default=None,
                    help="also restore into a scratch database and compare row counts (default: backup.verify_restore)")
     p.add_argument("--dry-run", action="store_true", help="say what would be dumped, where, and what retention would "
                    "remove; change nothing")
     p.add_argument("--json", action="store_true", help="print the outcome as JSON")
     p.set_defaults(func=run_backup, job="backup")
-    actions = p.add_subparsers(dest="backup_action", metavar="ACTION")
+    actions = p.add_subparsers(dest="backup_action", metavar="[list | restore]",
+                               title="actions (none: make a backup)")
 
     ls = actions.add_parser("list", help="backups recorded in the state DB and files in the backup directory",
                             description="List backups, newest first: recorded rows (ok, failed, pruned) and any file in "
