@@ -277,10 +277,17 @@ def remove_partials(directory: Path) -> list[str]:
     return removed
 
 
+def _target(cfg) -> pg.Target:
+    target = pg.target_from_config(cfg)
+    # the tools would otherwise wait for the kernel's TCP timeout on a dead host
+    target.options.setdefault("connect_timeout", str(cfg.database.connect_timeout))
+    return target
+
+
 def make_backup(cfg, state, verify_restore: bool | None = None, dry_run: bool = False) -> BackupResult:
     """One backup, verified. Raises BackupFailed (exit 1) / CannotRun (exit 3) after recording the failure."""
     verify_restore = cfg.backup.verify_restore if verify_restore is None else verify_restore
-    target = pg.target_from_config(cfg)
+    target = _target(cfg)
     pg_dump = find_tool(cfg, "pg_dump")
     find_tool(cfg, "pg_restore")
     directory = Path(cfg.backup.dir)
@@ -545,7 +552,7 @@ def plan_restore(cfg, state, file: str, target_db: str, force: bool) -> RestoreP
     else:
         checksum = "no checksum recorded"
     list_archive(cfg, archive)
-    target = pg.target_from_config(cfg)
+    target = _target(cfg)
     conn = pg.connect(target, cfg.database.connect_timeout, autocommit=True)
     try:
         exists = _db_exists(conn, target_db)
@@ -572,7 +579,7 @@ def plan_restore(cfg, state, file: str, target_db: str, force: bool) -> RestoreP
 
 def restore(cfg, state, plan: RestorePlan) -> dict[str, int]:
     """Restore in one transaction (a failure leaves the target as it was); returns the restored row counts."""
-    target = pg.target_from_config(cfg)
+    target = _target(cfg)
     created = False
     if not plan.exists:
         _create_db(cfg, target, plan.target_db)
