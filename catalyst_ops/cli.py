@@ -56,10 +56,12 @@ def _alert_job(ctx, job: str, code: int) -> None:
     if code == USAGE or (job == "health" and code == PROBLEM):
         return
     try:
+        from catalyst_ops import alerts
         from catalyst_ops.alerts import outbox, policy
 
         status = ctx.status or _status_for(code)
-        if policy.job_outcome(ctx.cfg, ctx.db, job, code, status, ctx.summary):
+        own = alerts.enqueued_by_this_process()
+        if policy.job_outcome(ctx.cfg, ctx.db, job, code, status, ctx.summary, notify=not own) or own:
             outbox.flush(ctx.cfg, ctx.db)
     except Exception as exc:
         from catalyst_ops import log

@@ -190,12 +190,25 @@ class StateDB:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             self.conn.row_factory = sqlite3.Row
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.execute("PRAGMA busy_timeout=30000")
-            self.conn.executescript(SCHEMA)
         except (sqlite3.Error, OSError) as exc:
             raise CannotRun(f"{self.path}: cannot open the state database: {exc}")
+        # Switching to WAL and creating the schema take locks for which SQLite may answer
+        # "database is locked" at once instead of waiting (two cron jobs starting on the same
+        # second on a fresh file): retry for a bounded time.
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=NORMAL")
+                self.conn.executescript(SCHEMA)
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise CannotRun(f"{self.path}: cannot open the state database: {exc}")
+                time.sleep(0.05)
+            except sqlite3.Error as exc:
+                raise CannotRun(f"{self.path}: cannot open the state database: {exc}")
 
     def close(self) -> None:
         self.conn.close()

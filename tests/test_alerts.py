@@ -328,3 +328,22 @@ def test_webhook_and_email_each_get_it_once(standin, smtp):
         assert db(standin).execute("SELECT status FROM alerts").fetchone() == ("sent",)
     finally:
         hook.server.shutdown()
+
+
+def test_job_with_its_own_alert_gets_one_message_then_a_recovery(standin, smtp):
+    """market-open raises its own critical alert when the workflow is down: the generic
+    'JOB FAILED' is not sent on top, but the next good run still sends the recovery."""
+    wire(standin, smtp)
+    standin.fault("workflow", "down")
+    tuesday_open = "2026-11-24T09:30:00-05:00"
+    res = standin.cli("--now", tuesday_open, "market-open")
+    assert res.code == 3, res.text
+    msgs = smtp.wait_for(1)
+    time.sleep(0.5)
+    assert len(smtp.messages) == 1, [m.subject for m in smtp.messages]
+    assert "market-open" in msgs[0].subject and "JOB FAILED" not in msgs[0].subject
+    standin.sandbox("restart", "workflow")
+    res = standin.cli("--now", "2026-11-24T09:31:00-05:00", "market-open")
+    assert res.code == 0, res.text
+    msgs = smtp.wait_for(2)
+    assert msgs[1].subject == "[Catalyst INFO] RECOVERED: job market-open"

@@ -7,6 +7,14 @@ from catalyst_ops import clock
 
 SEVERITIES = ("critical", "warning", "info")
 
+# ids this process enqueued: a job that raised its own, specific alert does not get the generic
+# "job failed" one on top (one incident, one message)
+_enqueued: list[int] = []
+
+
+def enqueued_by_this_process() -> list[int]:
+    return list(_enqueued)
+
 
 def enqueue(db, severity: str, subject_key: str, subject: str, body: str) -> int:
     """Write one alert to the outbox; returns its id. Sending is the outbox flusher's job."""
@@ -18,4 +26,5 @@ def enqueue(db, severity: str, subject_key: str, subject: str, body: str) -> int
         " VALUES (?,?,?,?,?,'pending',0,?)",
         (now, severity, subject_key, subject, body, now),
     )
+    _enqueued.append(int(cur.lastrowid))
     return int(cur.lastrowid)

@@ -176,8 +176,10 @@ def _enqueue_grouped(conn, events: list[Event], source: str) -> list[int]:
 # ------------------------------------------------------------------ jobs
 
 
-def job_outcome(cfg, db, job: str, code: int, status: str, summary: str) -> int | None:
-    """After a recorded job run: alert a failure (cooldown per job), a recovery after an alerted one."""
+def job_outcome(cfg, db, job: str, code: int, status: str, summary: str, notify: bool = True) -> int | None:
+    """After a recorded job run: alert a failure (cooldown per job), a recovery after an alerted one.
+    notify=False: the job already raised its own alert for this failure; record it as alerted (so
+    the next success still sends the recovery) without a second message."""
     ensure(db)
     cooldown = cfg.alerts.cooldown if cfg is not None else 900.0
     now = clock.timestamp()
@@ -197,6 +199,9 @@ def job_outcome(cfg, db, job: str, code: int, status: str, summary: str) -> int 
         last = row["last_alert_at"] if row else None
         fails = (row["count_at_alert"] if row and row["state"] == "failed" else 0) + 1
         since = row["since"] if row and row["state"] == "failed" else now
+        if not notify:
+            _save(conn, key, "failed", "failed", since, now, fails, 0, summary)
+            return None
         if last is not None and now - last < cooldown:
             _save(conn, key, "failed", row["alerted_state"], since, last, fails, (row["suppressed"] or 0) + 1, summary)
             log.info("job %s failed again inside the alert cooldown: not alerted", job)
