@@ -13,7 +13,6 @@ usage: bench/health_sweep.py [--timeout 1.0] [--runs 15]
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys

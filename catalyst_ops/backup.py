@@ -185,21 +185,9 @@ def _fsync_dir(path: Path) -> None:
 
 def _write_private(path: Path, text: str) -> None:
     """Write a small file 0600 via a temp name + rename."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    from catalyst_ops.fsutil import atomic_write
 
-
-# ------------------------------------------------------------------ restore (shared by verify and the command)
+    atomic_write(path, text, mode=0o600)
 
 
 def _restore_into(cfg, target: pg.Target, archive: str | Path, dbname: str, clean: bool = False) -> None:

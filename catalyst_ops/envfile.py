@@ -15,11 +15,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from catalyst_ops.errors import ConfigError
+from catalyst_ops.fsutil import atomic_write  # noqa: F401  (re-exported: envfile.atomic_write)
 
 _KEY = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.\-]*)\s*=(.*)$")
 
@@ -119,30 +119,6 @@ def render_updates(text: str, updates: dict[str, str], source: str) -> str:
     if text.endswith(("\n", "\r\n")) or remaining or not text:
         result += newline
     return result
-
-
-def atomic_write(path: str | Path, data: str, mode: int = 0o600) -> None:
-    """Write to a temp file beside `path`, fsync, then rename: never a half-written file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        try:
-            st = path.stat()
-            os.chown(tmp, st.st_uid, st.st_gid)
-        except (FileNotFoundError, PermissionError):
-            pass
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def update(path: str | Path, updates: dict[str, str], backup_suffix: str | None = None) -> Path | None:

@@ -293,9 +293,7 @@ def store_report(cfg, session_date: str, data) -> str:
     """Write the report atomically (a reader never sees half a file)."""
     os.makedirs(cfg.reports_path, exist_ok=True)
     path = os.path.join(cfg.reports_path, f"daily-{session_date}.json")
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True, default=str)
-        fh.write("\n")
-    os.replace(tmp, path)
+    from catalyst_ops.fsutil import atomic_write
+
+    atomic_write(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", mode=0o640)
     return path

@@ -7,8 +7,6 @@ the exporter runs from cron and must be cheap and side-effect free.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from catalyst_ops import clock
@@ -111,19 +109,7 @@ def write_textfile(directory: str, text: str) -> Path:
         from catalyst_ops.errors import USAGE, OpsError
 
         raise OpsError(f"--textfile {directory}: not a directory", USAGE)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".catalyst.prom.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        final = d / FILENAME
-        os.replace(tmp, final)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    from catalyst_ops.fsutil import atomic_write
+
+    final = atomic_write(d / FILENAME, text, mode=0o644)
     return final

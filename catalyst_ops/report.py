@@ -393,7 +393,7 @@ def render(data: dict, form: str) -> str:
 
 def save(cfg, db, data: dict, forms: tuple[str, ...] = ("txt", "json", "html")) -> list[str]:
     """Write the report files under the report directory (atomically) and record them."""
-    from catalyst_ops.envfile import atomic_write
+    from catalyst_ops.fsutil import atomic_write
 
     out_dir = Path(cfg.reports_path)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ Each condition alerts once when it starts and once when it clears (policy.condit
 from __future__ import annotations
 
 import logging
-from datetime import datetime, time as dtime, timedelta
+from datetime import datetime, time as dtime
 from zoneinfo import ZoneInfo
 
 from catalyst_ops import clock

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from catalyst_ops.errors import OK, PROBLEM
+from catalyst_ops.errors import OK
 
 FAULT_HELP = ("down (process killed), hung (accepts, never answers), 500, slow (--seconds), unhealthy (200 with "
               "status unhealthy; 503 on pattern/orchestration), degraded, cycle-failed / cycle-hang (workflow), "

@@ -63,7 +63,7 @@ def run_validate(ctx, args: argparse.Namespace) -> int:
         else:
             from pathlib import Path
 
-            from catalyst_ops.envfile import atomic_write
+            from catalyst_ops.fsutil import atomic_write
 
             out = Path(ctx.cfg.reports_path)
             out.mkdir(parents=True, exist_ok=True)
