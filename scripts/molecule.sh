@@ -15,7 +15,8 @@ molecule test -s "$scenario" 2>&1 | python3 -u -c '
 import re, sys, time
 t0 = time.monotonic()
 start, rows = {}, []
-pat = re.compile(r"\u279c (\w+): (Executing|Executed)")
+# "default \u279c create: Executing" (colour) or "[default > create] Executing" (NO_COLOR)
+pat = re.compile(r"(?:\u279c |> )(\w+)(?::|\]) (Executing|Executed)")
 for line in sys.stdin:
     sys.stdout.write(line)
     m = pat.search(re.sub(r"\x1b\[[0-9;]*m", "", line))
@@ -31,7 +32,7 @@ for line in sys.stdin:
 print("\nmolecule stage timings (seconds):")
 for stage, secs in rows:
     print(f"  {stage:<20} {secs:7.1f}")
-print(f"  {\"total\":<20} {time.monotonic() - t0:7.1f}")
+print("  %-20s %7.1f" % ("total", time.monotonic() - t0))
 '
 status=${PIPESTATUS[0]}
 set -e
