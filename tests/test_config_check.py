@@ -121,6 +121,9 @@ def test_ops_template_with_defaults_is_a_valid_config(tmp_path):
     data = json.loads(res.out)
     assert data["runtime"] == "compose" and data["state_path"] == "/var/lib/catalyst/state.db"
     assert data["log_dir"] == "/var/log/catalyst"
+    import yaml
+
+    assert yaml.safe_load(f.read_text())["report_dir"] == "/var/log/catalyst/reports"
 
 
 def test_ops_template_with_inventory_values(tmp_path):
