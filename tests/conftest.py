@@ -18,7 +18,8 @@ REPO = Path(__file__).resolve().parent.parent
 def free_base_port(span: int = 11) -> int:
     """A base port B such that B..B+span-1 are all free on 127.0.0.1."""
     for _ in range(200):
-        base = random.randrange(20000, 60000 - span)
+        # below the kernel's ephemeral range (32768+), where client sockets would collide
+        base = random.randrange(20000, 32000 - span)
         socks = []
         try:
             for p in range(base, base + span):
@@ -100,12 +101,19 @@ class StandIn:
 
 
 def _start_standin(tmp_path: Path, profile: str = "real", stage_seconds: float = 0.3, extra: tuple = ()) -> StandIn:
-    base = free_base_port()
     rundir = tmp_path / "standin"
-    res = run_cli("sandbox", "up", "--rundir", rundir, "--base-port", str(base), "--profile", profile,
-                  "--stage-seconds", str(stage_seconds), *extra)
-    assert res.code == 0, res.text
-    return StandIn(rundir, base)
+    for attempt in range(3):
+        base = free_base_port()
+        res = run_cli("sandbox", "up", "--rundir", rundir, "--base-port", str(base), "--profile", profile,
+                      "--stage-seconds", str(stage_seconds), *extra)
+        if res.code == 0:
+            return StandIn(rundir, base)
+        # another process took one of the ports between the check and the bind: start afresh elsewhere
+        run_cli("sandbox", "down", "--rundir", rundir)
+        import shutil
+
+        shutil.rmtree(rundir, ignore_errors=True)
+    raise AssertionError(res.text)
 
 
 @pytest.fixture
