@@ -150,6 +150,11 @@ class DatabaseConfig:
     connect_timeout: int = field(default=10, **_meta(min=1))
     min_tables: int = field(default=11, **_meta(min=0))
     min_foreign_keys: int = field(default=5, **_meta(min=0))
+    # tables of the real schema that `db check` expects in `public` ([] to skip the check)
+    expected_tables: list[str] = field(default_factory=lambda: [
+        "securities", "sectors", "trading_cycles", "positions", "scan_results", "orders", "risk_events",
+        "news_sentiment", "technical_indicators", "time_dimension", "trading_history"])
+    statement_timeout: float = field(default=60.0, **_meta(min=1))  # seconds per query of db check / metrics
 
 
 @dataclass

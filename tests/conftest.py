@@ -129,3 +129,7 @@ def standin_factory(tmp_path):
     yield make
     for s in started:
         run_cli("sandbox", "down", "--rundir", s.rundir)
+
+
+# the throw-away PostgreSQL cluster fixtures (pg, pgdb) live in tests/pgcluster.py
+pytest_plugins = ["pgcluster"]

@@ -1,0 +1,290 @@
+"""Paper-trading metrics and the go/no-go verdict.
+
+Trades come from ONE configurable query (metrics.trades_query) returning the columns
+pnl, entry_time, exit_time, symbol, risk_amount. Everything is aggregated inside PostgreSQL
+in a single pass (window functions for the equity curve), so the memory of this process does
+not grow with the number of trades and the query runs once.
+
+Definitions (README "Metrics"):
+- a trade with NULL pnl or NULL exit_time is REJECTED: left out of every figure and counted
+  in `rejected` (the seed's positions can be 'closed' without realized_pnl; `db check`
+  reports them as closed_positions_incomplete);
+- win: pnl > 0; loss: pnl < 0; breakeven (pnl = 0) counts in the total only;
+- win rate = wins / trades; average win/loss = mean pnl of the wins/losses;
+- risk:reward = average win / |average loss| (the seed divided by the average of all trades);
+  undefined (null) without losses, and then the gate passes only if there are wins;
+- profit factor = gross win / |gross loss|; expectancy = total pnl / trades;
+- equity curve: starting_equity + cumulative pnl in exit-time order (ties: entry time, then
+  pnl); max drawdown = the largest fall from a running peak (the peak starts at
+  starting_equity), as a fraction of that peak;
+- trading days: distinct exit dates in market.exchange_timezone; consecutive days are
+  CALENDAR-AWARE: successive sessions of the exchange calendar (market.calendar, XNYS), so a
+  weekend or a holiday between two sessions does not break a run, a missed session does.
+  Trades on non-session days count as days but not in runs. Outside the calendar's range the
+  rule falls back to weekdays (Mon-Fri) and says so;
+- crashes (state DB, during the period): job runs with status 'crashed' plus unplanned
+  restarts (restarts.planned = 0, outcome not dry_run): each one is a service or job that died
+  and had to be brought back without an operator deciding to.
+Naive timestamps from the query are read as UTC. Arithmetic is double precision inside the
+server (numeric window sums cost a third more at a million trades); money figures are
+rounded to cents.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from catalyst_ops import clock, db as pg
+from catalyst_ops.errors import CannotRun, ConfigError
+
+log = logging.getLogger(__name__)
+
+_SQL = """
+SELECT count(*) FILTER (WHERE valid) AS trades,
+       count(*) FILTER (WHERE valid AND pnl > 0) AS wins,
+       count(*) FILTER (WHERE valid AND pnl < 0) AS losses,
+       count(*) FILTER (WHERE NOT valid) AS rejected,
+       count(*) FILTER (WHERE pnl IS NULL) AS rejected_null_pnl,
+       coalesce(sum(pnl) FILTER (WHERE valid), 0) AS total_pnl,
+       sum(pnl) FILTER (WHERE valid AND pnl > 0) AS gross_win,
+       sum(pnl) FILTER (WHERE valid AND pnl < 0) AS gross_loss,
+       avg(pnl) FILTER (WHERE valid AND pnl > 0) AS avg_win,
+       avg(pnl) FILTER (WHERE valid AND pnl < 0) AS avg_loss,
+       max(pnl) FILTER (WHERE valid AND pnl > 0) AS largest_win,
+       min(pnl) FILTER (WHERE valid AND pnl < 0) AS largest_loss,
+       avg(pnl / risk_amount) FILTER (WHERE valid AND risk_amount > 0) AS avg_r_multiple,
+       max(peak - equity) FILTER (WHERE valid) AS max_drawdown_amount,
+       max((peak - equity) / peak) FILTER (WHERE valid AND peak > 0) AS max_drawdown,
+       min(exit_time) FILTER (WHERE valid) AS first_exit,
+       max(exit_time) FILTER (WHERE valid) AS last_exit,
+       min(entry_time) FILTER (WHERE valid) AS first_entry,
+       array_agg(day) FILTER (WHERE valid AND day IS DISTINCT FROM prev_day) AS days
+FROM (
+    SELECT valid, pnl, risk_amount, entry_time, exit_time, equity, day, prev_day,
+           GREATEST(%(start)s::float8, max(equity) OVER w) AS peak
+    FROM (
+        SELECT valid, pnl, risk_amount, entry_time, exit_time, day,
+               %(start)s::float8 + coalesce(sum(CASE WHEN valid THEN pnl END) OVER w, 0) AS equity,
+               lag(CASE WHEN valid THEN day END) OVER w AS prev_day
+        FROM (
+            SELECT pnl, risk_amount, entry_time, exit_time,
+                   pnl IS NOT NULL AND exit_time IS NOT NULL AS valid,
+                   (exit_time AT TIME ZONE %(tz)s)::date AS day
+            FROM (
+                SELECT q.pnl::float8 AS pnl, q.risk_amount::float8 AS risk_amount,
+                       q.entry_time::timestamptz AS entry_time, q.exit_time::timestamptz AS exit_time
+                FROM ({query}) AS q
+            ) typed
+            WHERE (exit_time IS NULL OR exit_time <= %(until)s)
+              AND (%(since)s::timestamptz IS NULL OR exit_time IS NULL OR exit_time >= %(since)s::timestamptz)
+        ) v
+        WINDOW w AS (ORDER BY exit_time, entry_time, pnl ROWS UNBOUNDED PRECEDING)
+    ) e
+    WINDOW w AS (ORDER BY exit_time, entry_time, pnl ROWS UNBOUNDED PRECEDING)
+) d
+"""
+
+
+@dataclass
+class Gate:
+    gate: str
+    value: float | int | None
+    op: str
+    threshold: float | int
+    passed: bool
+
+    def as_dict(self) -> dict:
+        return {"gate": self.gate, "value": self.value, "op": self.op, "threshold": self.threshold, "passed": self.passed}
+
+
+@dataclass
+class Report:
+    since: datetime | None
+    until: datetime
+    days: int | None
+    trades: int = 0
+    wins: int = 0
+    losses: int = 0
+    breakeven: int = 0
+    rejected: int = 0
+    rejected_null_pnl: int = 0
+    total_pnl: float = 0.0
+    gross_win: float = 0.0
+    gross_loss: float = 0.0
+    avg_win: float | None = None
+    avg_loss: float | None = None
+    win_rate: float | None = None
+    risk_reward: float | None = None
+    profit_factor: float | None = None
+    expectancy: float | None = None
+    avg_r_multiple: float | None = None
+    largest_win: float | None = None
+    largest_loss: float | None = None
+    max_drawdown: float = 0.0
+    max_drawdown_amount: float = 0.0
+    starting_equity: float = 0.0
+    ending_equity: float = 0.0
+    trading_days: int = 0
+    consecutive_days: int = 0
+    day_rule: str = ""
+    first_exit: datetime | None = None
+    last_exit: datetime | None = None
+    crashes: int = 0
+    crash_detail: dict = field(default_factory=dict)
+    gates: list[Gate] = field(default_factory=list)
+    verdict: str = "NO-GO"
+
+    def as_dict(self) -> dict:
+        out = {k: v for k, v in self.__dict__.items() if k != "gates"}
+        for k in ("since", "until", "first_exit", "last_exit"):
+            out[k] = out[k].isoformat() if out[k] is not None else None
+        out["gates"] = [g.as_dict() for g in self.gates]
+        return out
+
+
+def _f(value, digits: int | None = 2) -> float | None:
+    if value is None:
+        return None
+    return round(float(value), digits) if digits is not None else float(value)
+
+
+def _query_text(cfg) -> str:
+    q = cfg.metrics.trades_query.strip().rstrip(";").strip()
+    if not q:
+        raise ConfigError(cfg.source, "metrics.trades_query", "expected a SELECT returning pnl, entry_time, exit_time, symbol, risk_amount")
+    return q
+
+
+def compute(cfg, state, days: int | None = None) -> Report:
+    """Read the trades, compute the figures, the crashes and the gates. CannotRun if the DB is down."""
+    import psycopg2
+
+    until = clock.now()
+    since = until - timedelta(days=days) if days else None
+    m = cfg.metrics
+    rep = Report(since=since, until=until, days=days, starting_equity=m.starting_equity)
+    conn = pg.connect_cfg(cfg)
+    try:
+        conn.set_session(readonly=True)
+        with conn.cursor() as cur:
+            cur.execute("SET TIME ZONE 'UTC'")
+            cur.execute("SET statement_timeout = %s", (int(cfg.database.statement_timeout * 1000),))
+            try:
+                cur.execute(_SQL.format(query=_query_text(cfg)),
+                            {"start": m.starting_equity, "tz": cfg.market.exchange_timezone, "until": until, "since": since})
+            except psycopg2.OperationalError as exc:
+                raise CannotRun(f"metrics: the trades query could not run: {pg.error_text(exc)}")
+            except psycopg2.Error as exc:
+                raise ConfigError(cfg.source, "metrics.trades_query", f"the query failed: {pg.error_text(exc)} "
+                                  "(expected columns pnl, entry_time, exit_time, symbol, risk_amount)")
+            cols = [d[0] for d in cur.description]
+            row = dict(zip(cols, cur.fetchone()))
+    finally:
+        conn.close()
+
+    rep.trades, rep.wins, rep.losses = int(row["trades"]), int(row["wins"]), int(row["losses"])
+    rep.breakeven = rep.trades - rep.wins - rep.losses
+    rep.rejected, rep.rejected_null_pnl = int(row["rejected"]), int(row["rejected_null_pnl"])
+    rep.total_pnl = _f(row["total_pnl"])
+    rep.gross_win, rep.gross_loss = _f(row["gross_win"] or 0), _f(row["gross_loss"] or 0)
+    # averages unrounded: risk:reward is their ratio
+    rep.avg_win, rep.avg_loss = _f(row["avg_win"], None), _f(row["avg_loss"], None)
+    rep.largest_win, rep.largest_loss = _f(row["largest_win"]), _f(row["largest_loss"])
+    rep.avg_r_multiple = _f(row["avg_r_multiple"], 4)
+    rep.max_drawdown = float(row["max_drawdown"] or 0)
+    rep.max_drawdown_amount = _f(row["max_drawdown_amount"] or 0)
+    rep.ending_equity = round(m.starting_equity + rep.total_pnl, 2)
+    rep.first_exit, rep.last_exit = row["first_exit"], row["last_exit"]
+    if rep.trades:
+        rep.win_rate = rep.wins / rep.trades
+        rep.expectancy = float(row["total_pnl"]) / rep.trades
+    if rep.avg_win is not None and rep.avg_loss is not None:
+        rep.risk_reward = rep.avg_win / abs(rep.avg_loss)
+    if rep.gross_loss:
+        rep.profit_factor = rep.gross_win / abs(rep.gross_loss)
+    trade_days = sorted(set(row["days"] or []))
+    rep.trading_days = len(trade_days)
+    rep.consecutive_days, rep.day_rule = longest_session_run(trade_days, cfg.market.calendar)
+    crash_since = since or row["first_entry"] or row["first_exit"]
+    rep.crashes, rep.crash_detail = count_crashes(state, crash_since, until)
+    rep.gates = gates(cfg, rep)
+    rep.verdict = "GO" if rep.trades and all(g.passed for g in rep.gates) else "NO-GO"
+    return rep
+
+
+def longest_session_run(days: list[date], calendar: str = "XNYS") -> tuple[int, str]:
+    """Longest run of consecutive exchange sessions among `days`; (length, rule used)."""
+    if not days:
+        return 0, calendar
+    import warnings
+
+    try:
+        with warnings.catch_warnings():  # the calendar library's pandas deprecation chatter
+            warnings.simplefilter("ignore")
+            import exchange_calendars as xcals
+            import pandas as pd
+
+            cal = xcals.get_calendar(calendar)
+            lo, hi = pd.Timestamp(days[0]), pd.Timestamp(days[-1])
+            if lo < cal.first_session or hi > cal.last_session:
+                raise ValueError("outside the calendar's range")
+            sessions = cal.sessions_in_range(lo, hi)
+        index = {ts.date(): i for i, ts in enumerate(sessions)}
+        positions = [index[d] for d in days if d in index]
+        rule = calendar
+    except Exception as exc:  # no calendar for those dates: weekdays, and say so
+        log.warning("trading days: %s calendar unavailable for %s..%s (%s); counting weekdays instead",
+                    calendar, days[0], days[-1], exc.__class__.__name__)
+        positions = [_weekday_index(d) for d in days if d.weekday() < 5]
+        rule = "weekdays"
+    best = run = 0
+    prev = None
+    for p in positions:
+        run = run + 1 if prev is not None and p == prev + 1 else 1
+        best = max(best, run)
+        prev = p
+    return best, rule
+
+
+def _weekday_index(d: date) -> int:
+    # Mondays of consecutive weeks are 5 apart, so Friday -> Monday is +1
+    ordinal = d.toordinal() - 1  # 0001-01-01 is a Monday
+    return (ordinal // 7) * 5 + (ordinal % 7)
+
+
+def count_crashes(state, since: datetime | None, until: datetime) -> tuple[int, dict]:
+    lo = since.timestamp() if since is not None else 0.0
+    hi = until.timestamp()
+    crashed = state.one("SELECT count(*) AS n FROM job_runs WHERE status = 'crashed' AND started_at BETWEEN ? AND ?",
+                        (lo, hi))["n"]
+    restarts = state.one("SELECT count(*) AS n FROM restarts WHERE planned = 0 AND coalesce(outcome, '') != 'dry_run'"
+                         " AND at BETWEEN ? AND ?", (lo, hi))["n"]
+    return int(crashed) + int(restarts), {"crashed_job_runs": int(crashed), "unplanned_restarts": int(restarts)}
+
+
+def gates(cfg, rep: Report) -> list[Gate]:
+    m = cfg.metrics
+    rr_ok = (rep.risk_reward >= m.min_risk_reward) if rep.risk_reward is not None else (rep.wins > 0 and rep.losses == 0)
+    return [
+        Gate("win_rate", _round(rep.win_rate), ">=", m.min_win_rate, rep.win_rate is not None and rep.win_rate >= m.min_win_rate),
+        Gate("risk_reward", _round(rep.risk_reward), ">=", m.min_risk_reward, rr_ok),
+        Gate("max_drawdown", _round(rep.max_drawdown), "<", m.max_drawdown, rep.trades > 0 and rep.max_drawdown < m.max_drawdown),
+        Gate("trades", rep.trades, ">=", m.min_trades, rep.trades >= m.min_trades),
+        Gate("consecutive_trading_days", rep.consecutive_days, ">=", m.min_consecutive_days,
+             rep.consecutive_days >= m.min_consecutive_days),
+        Gate("crashes", rep.crashes, "<=", m.max_crashes, rep.crashes <= m.max_crashes),
+    ]
+
+
+def _round(v: float | None, n: int = 6) -> float | None:
+    return None if v is None or math.isnan(v) else round(v, n)
+
+
+def record(state, rep: Report) -> int:
+    cur = state.execute("INSERT INTO metrics_verdicts(computed_at, days, verdict, gates_json) VALUES (?,?,?,?)",
+                        (clock.timestamp(), rep.days, rep.verdict, json.dumps([g.as_dict() for g in rep.gates])))
+    return int(cur.lastrowid)
