@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,7 +39,9 @@ def drill():
     workdir = ephemeral / "firedrill"
     workdir.mkdir(parents=True, exist_ok=True)
     instance_config = os.environ.get("MOLECULE_INSTANCE_CONFIG") or str(ephemeral / "instance_config.yml")
-    droplet = d.Droplet(instance_config, str(workdir))
+    # ssh's control socket path must stay short (the ephemeral directory's is too long for it)
+    control = tempfile.mkdtemp(prefix="firedrill-ssh-")
+    droplet = d.Droplet(instance_config, control)
     smtp = d.SMTPSink(d.SMTP_PORT, workdir / "mail.jsonl")
     pg = d.Postgres()
     started = time.monotonic()
@@ -57,6 +62,8 @@ def drill():
     finally:
         smtp.stop()
         pg.destroy()
+        subprocess.run(droplet.base[:-1] + ["-O", "exit", droplet.base[-1]], capture_output=True, timeout=30)
+        shutil.rmtree(control, ignore_errors=True)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

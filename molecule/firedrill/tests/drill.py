@@ -68,7 +68,7 @@ class Droplet:
         self.base = ["ssh", "-p", str(inst["port"]), "-i", inst["identity_file"], "-o", "BatchMode=yes",
                      "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
                      "-o", "ConnectTimeout=10", "-o", "ControlMaster=auto",
-                     "-o", f"ControlPath={control_dir}/ssh-%C", "-o", "ControlPersist=300",
+                     "-o", f"ControlPath={control_dir}/%C", "-o", "ControlPersist=300",
                      f"{inst['user']}@{inst['address']}"]
 
     def sh(self, script: str, input: str | None = None, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
@@ -93,6 +93,15 @@ class Droplet:
     def unit_pid(self, unit: str) -> int:
         out = self.sh(f"systemctl show -p MainPID --value {shlex.quote(unit)}").stdout.strip()
         return int(out or 0)
+
+    def kill_main(self, unit: str) -> int:
+        """SIGKILL the unit's main process, a crash. (`systemctl kill` cannot signal through the
+        droplet's cgroup set-up.)"""
+        pid = self.unit_pid(unit)
+        if pid <= 0:
+            raise DrillError(f"{unit} has no main process to kill")
+        self.sh(f"kill -KILL {pid}")
+        return pid
 
     def unit_active(self, unit: str) -> bool:
         return self.sh(f"systemctl is-active --quiet {shlex.quote(unit)}", check=False).returncode == 0
