@@ -15,6 +15,11 @@ if [ "$#" -gt 0 ]; then
 else
   read -r -a scenarios <<< "${CATALYST_MOLECULE_SCENARIOS:-default firedrill}"
 fi
+# Molecule wraps its output at the terminal width (80 in CI): room for the fire drill's table
+export COLUMNS="${COLUMNS:-220}"
+table=$(mktemp /tmp/catalyst-firedrill-table.XXXXXX)
+trap 'rm -f "$table"' EXIT
+export CATALYST_FIREDRILL_TABLE="$table"
 status=0
 for s in "${scenarios[@]}"; do
   [ -f "molecule/$s/molecule.yml" ] || { echo "molecule.sh: no scenario molecule/$s" >&2; exit 2; }
@@ -26,6 +31,9 @@ for s in "${scenarios[@]}"; do
     rc=$?
     echo "== $s: FAILED (exit $rc) after $(( $(date +%s) - t0 )) s" >&2
     status=1
+  fi
+  if [ "$s" = firedrill ] && [ -s "$table" ]; then
+    echo "== fire drill table"; cat "$table"; : > "$table"
   fi
 done
 exit "$status"

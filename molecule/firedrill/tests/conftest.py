@@ -72,4 +72,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     for note in d.REPORT.notes:
         tr.write_line(note)
     tr.write_line("")
-    tr.write_line(d.REPORT.table() if d.REPORT.rows else "(no fault was completed)")
+    table = d.REPORT.table() if d.REPORT.rows else "(no fault was completed)"
+    tr.write_line(table)
+    out = os.environ.get("CATALYST_FIREDRILL_TABLE")
+    if out:  # scripts/molecule.sh prints it again outside Molecule's boxed, wrapped output
+        Path(out).write_text("\n".join(d.REPORT.notes + ["", table]) + "\n")
