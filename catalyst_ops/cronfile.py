@@ -7,7 +7,9 @@ job that never runs and nobody is told. This checker is what the cron role runs 
 - a user that does not exist on this host (cron would skip the line);
 - an unescaped `%` in a command (cron turns it into a newline: `date +%F` silently breaks);
 - a last line without its newline (cron ignores that line);
-- a malformed environment line.
+- an environment line with an empty unquoted value (`MAILTO=`): Debian's cron reads it as a
+  job line, fails on it, and ignores the WHOLE file ("bad minute"); `MAILTO=""` is the form.
+These rules were checked against Debian 12's cron on the Molecule droplet.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ _FIELDS = [
     ("day of week", 0, 7, ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]),
 ]
 _SPECIALS = {"@reboot", "@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
-_ENV = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)$")
+# cron's own test: a name up to "=" or a blank, then "=" (a job line never has "=" there)
+_ENV = re.compile(r"^\s*([^\s=#]+)\s*=(.*)$")
 
 
 @dataclass
@@ -92,7 +95,11 @@ def parse(text: str, user_exists=None) -> list[Job]:
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue
-        if _ENV.match(line):  # NAME=value; a job line never starts with a letter
+        env = _ENV.match(line)
+        if env:
+            if not env.group(2).strip():
+                raise CronFileError(lineno, f"{env.group(1)}= has an empty value: cron ignores the whole file; "
+                                    f'write {env.group(1)}=""')
             continue
         fields = stripped.split(None, 6 if not stripped.startswith("@") else 2)
         if stripped.startswith("@"):

@@ -28,6 +28,11 @@ def register(sub) -> None:
     t.add_argument("--no-user-check", action="store_true", help="do not require the users to exist on this host")
     t.add_argument("--json", action="store_true", help="print the jobs found as JSON")
     t.set_defaults(func=run_check_crontab)
+    lr = ss.add_parser("check-logrotate", help="check a logrotate config with `logrotate -d`, failing on any error line",
+                       description="Run `logrotate -d` on the file (with a throw-away state file) and fail on every "
+                       "'error:' line: logrotate itself exits 0 after an unknown directive, which it skips.")
+    lr.add_argument("file")
+    lr.set_defaults(func=run_check_logrotate)
     e = ss.add_parser("check-env", help="check that a .env file parses (dotenv rules; values never printed)",
                       description="Parse a .env file with the same rules catalyst-ops reads it with. Prints the "
                       "number of keys, never a value.")
@@ -74,4 +79,29 @@ def run_check_env(ctx, args) -> int:
 
     keys = envfile.load(args.file)
     print(f"ok: {args.file} ({len(keys)} keys)")
+    return OK
+
+
+def run_check_logrotate(ctx, args) -> int:
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+
+    from catalyst_ops.errors import CannotRun, OpsError
+
+    exe = shutil.which("logrotate") or next((p for p in ("/usr/sbin/logrotate", "/sbin/logrotate") if os.path.exists(p)), None)
+    if not exe:
+        raise CannotRun("logrotate is not installed")
+    if not os.path.isfile(args.file):
+        raise OpsError(f"{args.file}: cannot read: no such file", USAGE)
+    with tempfile.TemporaryDirectory(prefix="catalyst-logrotate-") as tmp:
+        proc = subprocess.run([exe, "-d", "-s", os.path.join(tmp, "state"), args.file], capture_output=True, text=True,
+                              timeout=60, stdin=subprocess.DEVNULL)
+    errors = [ln.strip() for ln in (proc.stdout + proc.stderr).splitlines() if ln.startswith("error:")]
+    if errors or proc.returncode != 0:
+        first = errors[0] if errors else f"logrotate -d exited {proc.returncode}"
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise OpsError(f"{args.file}: {first}{more}", USAGE)
+    print(f"ok: {args.file}")
     return OK

@@ -1,0 +1,182 @@
+"""The converged droplet, checked over ssh: files, owners and modes, daemons, timezone, and
+catalyst-ops itself running against the stand-in stack that runs there as systemd units."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+import testinfra.utils.ansible_runner
+
+testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"]).get_hosts("catalyst")
+
+BIN = "/opt/catalyst-ops/venv/bin/catalyst-ops"
+STANDIN = "/var/lib/catalyst/standin"
+SERVICES = ["orchestration", "scanner", "pattern", "technical", "risk-manager", "trading", "workflow", "news",
+            "reporting"]
+
+
+@pytest.mark.parametrize("path,mode", [
+    ("/etc/catalyst", 0o750),
+    ("/var/lib/catalyst", 0o750),
+    ("/var/log/catalyst", 0o750),
+    ("/backups/catalyst", 0o700),
+    ("/var/log/catalyst/reports", 0o750),
+])
+def test_directories(host, path, mode):
+    d = host.file(path)
+    assert d.is_directory
+    assert (d.user, d.group, d.mode) == ("root", "root", mode)
+
+
+@pytest.mark.parametrize("path,mode", [
+    ("/etc/catalyst/ops.yml", 0o640),
+    ("/etc/cron.d/catalyst", 0o644),
+    ("/etc/cron.d/catalyst-validation", 0o644),
+    ("/etc/logrotate.d/catalyst", 0o644),
+    ("/etc/systemd/system/catalyst-monitor.service", 0o644),
+    ("/opt/catalyst/.env", 0o600),
+    ("/var/log/catalyst/health.log", 0o640),
+    ("/var/log/catalyst/validation.log", 0o640),
+])
+def test_managed_files(host, path, mode):
+    f = host.file(path)
+    assert f.is_file
+    assert (f.user, f.mode) == ("root", mode)
+
+
+def test_catalyst_ops_installed_from_the_wheelhouse_without_the_repo(host):
+    out = host.check_output(f"{BIN} --version")
+    assert out.startswith("catalyst-ops ")
+    assert host.file("/opt/catalyst-ops/venv/.catalyst-wheelhouse").content_string.strip()
+    # the droplet got wheels, not a checkout
+    assert not host.file("/opt/catalyst-ops/wheelhouse/pyproject.toml").exists
+    assert host.run("ls /opt/catalyst-ops/wheelhouse/catalyst_ops-*.whl").rc == 0
+
+
+def test_ops_yml_is_valid_and_points_at_the_standin(host):
+    res = host.run(f"{BIN} config check --json /etc/catalyst/ops.yml")
+    assert res.rc == 0, res.stderr
+    data = json.loads(res.stdout)
+    assert data["runtime"] == "systemd"
+    assert data["services"] == SERVICES
+
+
+def test_timezone(host):
+    assert host.file("/etc/localtime").linked_to == "/usr/share/zoneinfo/America/New_York"
+    assert host.file("/etc/timezone").content_string == "America/New_York\n"
+    assert host.check_output("date +%Z") in ("EST", "EDT")
+
+
+def test_cron_running_and_the_files_accepted_by_cron(host):
+    cron = host.service("cron")
+    assert cron.is_running and cron.is_enabled
+    for f in ("/etc/cron.d/catalyst", "/etc/cron.d/catalyst-validation"):
+        assert host.run(f"{BIN} config check-crontab {f}").rc == 0
+    assert "catalyst-ops health" in host.file("/etc/cron.d/catalyst").content_string
+    # Debian's cron reports a file it rejects only in its log: restart it and read what it said
+    cursor = host.check_output("journalctl -u cron -n 1 -o json --no-pager | python3 -c "
+                               "'import json,sys; print(json.loads(sys.stdin.read())[\"__CURSOR\"])'")
+    host.check_output("systemctl restart cron")
+    time.sleep(1.5)
+    said = host.check_output(f"journalctl -u cron -o cat --no-pager --after-cursor='{cursor}'")
+    assert "INFO (pidfile" in said, said
+    rejected = [ln for ln in said.splitlines() if "*system*catalyst" in ln or "/etc/cron.d/catalyst" in ln]
+    assert not rejected, said
+
+
+# What Debian's cron accepts or ignores, next to what `config check-crontab` says about the same
+# file: the validate: of the cron role must refuse exactly what cron would ignore.
+CRON_CASES = {
+    "ok-plain": ("SHELL=/bin/sh\n*/5 * * * * root true\n", True),
+    "ok-quoted-empty": ('MAILTO=""\n0 9 * * 1-5 root true\n', True),
+    "ok-names": ("0 9 * jan-mar mon-fri root true\n", True),
+    "ok-special": ("@daily root true\n", True),
+    "bad-empty-mailto": ("MAILTO=\n*/5 * * * * root true\n", False),
+    "bad-no-newline": ("*/5 * * * * root true", False),
+    "bad-minute": ("61 * * * * root true\n", False),
+    "bad-hour": ("0 24 * * * root true\n", False),
+    "bad-missing-field": ("*/5 * * * root\n", False),
+}
+
+
+def test_cron_checker_agrees_with_debian_cron(host):
+    try:
+        for name, (text, _) in CRON_CASES.items():
+            host.check_output(f"printf %s {_q(text)} > /etc/cron.d/zz-case-{name}")
+        cursor = host.check_output("journalctl -u cron -n 1 -o json --no-pager | python3 -c "
+                                   "'import json,sys; print(json.loads(sys.stdin.read())[\"__CURSOR\"])'")
+        host.check_output("systemctl restart cron")
+        time.sleep(1.5)
+        said = host.check_output(f"journalctl -u cron -o cat --no-pager --after-cursor='{cursor}'")
+        for name, (_, valid) in CRON_CASES.items():
+            cron_ok = f"zz-case-{name})" not in said
+            checker_ok = host.run(f"{BIN} config check-crontab /etc/cron.d/zz-case-{name}").rc == 0
+            assert cron_ok == valid, f"{name}: cron said {said!r}"
+            assert checker_ok == valid, f"{name}: check-crontab disagrees with cron"
+    finally:
+        host.run("rm -f /etc/cron.d/zz-case-*")
+
+
+def _q(text: str) -> str:
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+def test_monitor_unit_enabled_and_active(host):
+    mon = host.service("catalyst-monitor")
+    assert mon.is_enabled and mon.is_running
+
+
+def test_env_keeps_the_operators_lines_and_has_one_smtp_block(host):
+    text = host.file("/opt/catalyst/.env").content_string
+    # the stand-in's .env plays the operator's: its lines are still there, in order
+    for key in ("DATABASE_URL=", "ALPACA_API_KEY=", "ALPACA_BASE_URL=", "TRADING_MODE=paper"):
+        assert key in text
+    assert text.count("# BEGIN catalyst-ops SMTP settings") == 1
+    assert text.count("# END catalyst-ops SMTP settings") == 1
+    assert "SMTP_HOST='127.0.0.1'" in text or "SMTP_HOST=127.0.0.1" in text
+    assert host.run(f"{BIN} config check-env /opt/catalyst/.env").rc == 0
+
+
+def test_logrotate_config_passes_logrotate_debug(host):
+    text = host.file("/etc/logrotate.d/catalyst").content_string
+    assert "/var/log/catalyst/*.log" in text and "copytruncate" in text
+    res = host.run("logrotate -d /etc/logrotate.d/catalyst")
+    assert res.rc == 0, res.stderr
+    assert "considering log /var/log/catalyst/health.log" in res.stderr + res.stdout
+    assert "error:" not in res.stderr + res.stdout
+    assert host.run(f"{BIN} config check-logrotate /etc/logrotate.d/catalyst").rc == 0
+
+
+def test_status_against_the_standin_stack_on_the_droplet(host):
+    for svc in SERVICES + ["broker"]:
+        assert host.service(f"catalyst-{svc}").is_running, svc
+    res = host.run(f"{BIN} status --json")
+    assert res.rc == 0, res.stdout + res.stderr
+    states = {s["service"]: s["state"] for s in json.loads(res.stdout)["services"]}
+    assert states == {s: "healthy" for s in SERVICES}
+
+
+def test_health_job_restarts_a_killed_service_through_systemd(host):
+    host.check_output(f"{BIN} sandbox fault scanner down --rundir {STANDIN}")
+    assert host.run(f"{BIN} status scanner").rc == 1
+    assert not host.service("catalyst-scanner").is_running
+    for _ in range(5):  # cron's own */5 health run may hold the lock for a moment
+        res = host.run(f"{BIN} health --json")
+        if "skipped" not in res.stdout + res.stderr:
+            break
+        time.sleep(2)
+    assert res.rc == 1, res.stdout + res.stderr  # it found a problem (and fixed it)
+    restarts = {r["service"]: r["outcome"] for r in json.loads(res.stdout)["restarts"]}
+    assert restarts == {"scanner": "recovered"}
+    assert host.service("catalyst-scanner").is_running
+    assert host.run(f"{BIN} status").rc == 0
+
+
+def test_validation_jobs_scheduled(host):
+    text = host.file("/etc/cron.d/catalyst-validation").content_string
+    assert " report daily" in text
+    assert "export prometheus --textfile /var/lib/catalyst/textfile" in text
+    assert host.file("/var/lib/catalyst/textfile").is_directory
