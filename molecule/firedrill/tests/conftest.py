@@ -77,3 +77,28 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     out = os.environ.get("CATALYST_FIREDRILL_TABLE")
     if out:  # scripts/molecule.sh prints it again outside Molecule's boxed, wrapped output
         Path(out).write_text("\n".join(d.REPORT.notes + ["", table]) + "\n")
+
+
+DIAGNOSTICS = (
+    "date; systemctl --no-pager --all list-units 'catalyst-*' cron.service; "
+    "journalctl --no-pager -o short-precise -n 120 -u 'catalyst-*'; "
+    "echo '--- health.log'; tail -n 40 /var/log/catalyst/health.log; "
+    "echo '--- backup.log'; tail -n 10 /var/log/catalyst/backup.log; "
+    "echo '--- stand-in'; ls -l /var/lib/catalyst/standin/faults /var/lib/catalyst/standin/pids; "
+    "ss -ltnp | grep -E ':164[0-9]{2}' || true"
+)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    dr = item.funcargs.get("drill") if hasattr(item, "funcargs") else None
+    if rep.failed and dr is not None:
+        # what the droplet looked like when the drill failed: CI keeps nothing else of it
+        try:
+            p = dr.droplet.sh(DIAGNOSTICS, check=False, timeout=60)
+            text = p.stdout + p.stderr
+        except Exception as exc:  # the droplet itself may be the problem
+            text = f"(no diagnostics: {exc})"
+        rep.sections.append(("droplet diagnostics", text))
