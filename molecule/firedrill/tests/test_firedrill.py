@@ -83,6 +83,12 @@ def healthy(service_port: int) -> bool:
 PORT = {"scanner": 16401, "technical": 16403, "news": 16408, "risk-manager": 16404, "trading": 16405}
 
 
+def diagnostics(dr, service: str) -> str:
+    p = dr.droplet.sh(f"systemctl --no-pager status catalyst-{service}.service | tail -n 25; "
+                      f"tail -n 15 /var/log/catalyst/health.log", check=False)
+    return "\n".join("    " + ln for ln in (p.stdout + p.stderr).splitlines()[-45:])
+
+
 def fmt_s(seconds: float) -> str:
     return f"{seconds:.1f} s"
 
@@ -138,11 +144,20 @@ def service_fault(dr, title: str, service: str, inject, slot: str, detail_word: 
     failing = wait_alert(dr, first, service, "failing")
     assert detail_word in failing["body"], failing["body"]
     t_mail_fail = wait_mailed(dr, [failing["id"]])
-    run = dr.cron.run_slot(d.at(dr.day, slot), only={"health"})
-    assert run.results["health"] == 1, f"the health job should report the problem (exit 1): {run.results}"
-    t_health = time.monotonic()
-    restart = dr.droplet.q("SELECT outcome, detail FROM restarts WHERE service=? ORDER BY id DESC LIMIT 1", (service,))
-    assert restart and restart[0]["outcome"] == "recovered", f"{service} restart: {restart}"
+    # cron's health line; if its restart did not bring the service back, the next run five
+    # minutes later retries (the job's own bound), and the table says so
+    runs = 0
+    for minute in (0, 5):
+        run = dr.cron.run_slot(d.at(dr.day, slot) + d.timedelta(minutes=minute), only={"health"})
+        runs += 1
+        assert run.results["health"] == 1, f"the health job should report the problem (exit 1): {run.results}"
+        restart = dr.droplet.q("SELECT outcome, detail FROM restarts WHERE service=? ORDER BY id DESC LIMIT 1",
+                               (service,))
+        if restart and restart[0]["outcome"] == "recovered":
+            break
+        d.REPORT.notes.append(f"{title}: health run {runs} left {service} {restart}; droplet state:\n"
+                              + diagnostics(dr, service))
+    assert restart and restart[0]["outcome"] == "recovered", f"{service} restart after {runs} health runs: {restart}"
     assert job_run(dr, "health", before)["exit_code"] == 1
     assert healthy(PORT[service]), f"{service} is not healthy after the health job's restart"
     t_back = time.monotonic()
@@ -153,7 +168,7 @@ def service_fault(dr, title: str, service: str, inject, slot: str, detail_word: 
     one_episode(alerts_after(dr, first), service)
     d.REPORT.rows.append(d.Row(
         title, f"{dr.day} {slot}",
-        f"health job restarted {service} ({restart[0]['outcome']})",
+        f"health job restarted {service} ({restart[0]['outcome']}" + (f", on health run {runs})" if runs > 1 else ")"),
         f"FAILING (mailed +{t_mail_fail - w0:.1f} s), RECOVERED",
         f"{fmt_s(t_back - t0)} to healthy, {fmt_s(t_ok - t0)} to all-clear email"))
 
