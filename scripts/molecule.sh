@@ -1,17 +1,35 @@
 #!/usr/bin/env bash
-# The Molecule scenario on the systemd-nspawn droplet: `molecule test` (destroy, syntax, create,
-# converge, idempotence, verify, destroy), with the time of every stage printed at the end.
-# Needs root (systemd-nspawn) and scripts/setup.sh --test. Exits with molecule's status.
-#   MOLECULE_SCENARIO=default   the scenario to run
-#   CATALYST_MOLECULE_CACHE=DIR where the droplet's rootfs tarball is cached (~/.cache/catalyst-molecule)
+# The Molecule scenarios on systemd-nspawn droplets: `molecule test` per scenario, in order, with
+# the time of every stage printed at the end of each. Needs root (systemd-nspawn) and
+# scripts/setup.sh --test. Exits non-zero if any scenario failed (each one's destroy still runs).
+#   scripts/molecule.sh [SCENARIO...]  the scenarios to run (default: default firedrill)
+#   MOLECULE_SCENARIO="default"        the same, from the environment
+#   CATALYST_MOLECULE_CACHE=DIR        where the droplet's rootfs tarball is cached (~/.cache/catalyst-molecule)
+# default converges site.yml, checks idempotence and the host; firedrill runs a compressed trading
+# day with faults on a second droplet and prints a table of the faults (again after the scenario).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -x .venv/bin/molecule ]; then export PATH="$PWD/.venv/bin:$PATH"; fi
 command -v molecule >/dev/null || { echo "molecule.sh: molecule not found (run scripts/setup.sh --test)" >&2; exit 2; }
-scenario=${MOLECULE_SCENARIO:-default}
+if [ "$#" -gt 0 ]; then
+  scenarios=("$@")
+else
+  read -r -a scenarios <<< "${MOLECULE_SCENARIO:-default firedrill}"
+fi
+for s in "${scenarios[@]}"; do
+  [ -f "molecule/$s/molecule.yml" ] || { echo "molecule.sh: no scenario molecule/$s" >&2; exit 2; }
+done
 export PYTHONUNBUFFERED=1 ANSIBLE_FORCE_COLOR=0 NO_COLOR=1
-set +e
-molecule test -s "$scenario" 2>&1 | python3 -u -c '
+# Molecule wraps its output at the terminal width (80 in CI): room for the fire drill's table
+export COLUMNS="${COLUMNS:-220}"
+table=$(mktemp /tmp/catalyst-firedrill-table.XXXXXX)
+trap 'rm -f "$table"' EXIT
+export CATALYST_FIREDRILL_TABLE="$table"
+overall=0
+for scenario in "${scenarios[@]}"; do
+  echo "== molecule test -s $scenario ($(date -u +%H:%M:%SZ))"
+  set +e
+  molecule test -s "$scenario" 2>&1 | python3 -u -c '
 import re, sys, time
 t0 = time.monotonic()
 start, rows = {}, []
@@ -34,7 +52,14 @@ for stage, secs in rows:
     print(f"  {stage:<20} {secs:7.1f}")
 print("  %-20s %7.1f" % ("total", time.monotonic() - t0))
 '
-status=${PIPESTATUS[0]}
-set -e
-if [ "$status" != 0 ]; then echo "molecule.sh: molecule test failed (exit $status)" >&2; fi
-exit "$status"
+  status=${PIPESTATUS[0]}
+  set -e
+  if [ "$scenario" = firedrill ] && [ -s "$table" ]; then
+    echo "== fire drill: faults injected, outcome, time to recover"; cat "$table"; : > "$table"
+  fi
+  if [ "$status" != 0 ]; then
+    echo "molecule.sh: molecule test -s $scenario failed (exit $status)" >&2
+    overall=$status
+  fi
+done
+exit "$overall"
