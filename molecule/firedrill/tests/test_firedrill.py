@@ -305,9 +305,11 @@ def backup_fault(dr, title: str, day, inject, heal, expect_rc: int, reason_word:
     assert_each_once(dr, first)
     subjects = [r["subject"] for r in alerts_after(dr, first)]
     assert sum(s.startswith("Backup failed") for s in subjects) == 1, subjects
+    # one incident, one message: the backup's own alert, not a generic JOB FAILED on top
+    assert not any(s.startswith("JOB FAILED") for s in subjects), subjects
     d.REPORT.rows.append(d.Row(
         title, f"{day} 23:00", f"backup exit {expect_rc}, no file left, recorded",
-        "Backup failed + JOB FAILED; RECOVERED",
+        "Backup failed (once); RECOVERED",
         f"alert +{fmt_s(t_mail - w0)}; good backup {fmt_s(t_ok - t_heal)} after repair"))
 
 
