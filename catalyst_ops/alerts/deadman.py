@@ -21,20 +21,12 @@ from catalyst_ops.alerts import policy
 
 log = logging.getLogger(__name__)
 
-_calendar = None
-
-
 def is_session(cfg, day) -> bool:
     """Is `day` (a date) a session of cfg.market.calendar? Falls back to Mon-Fri if the calendar is unusable."""
-    global _calendar
     try:
-        if _calendar is None:
-            import exchange_calendars
+        from catalyst_ops import calendar
 
-            _calendar = exchange_calendars.get_calendar(cfg.market.calendar)
-        if not (_calendar.first_session.date() <= day <= _calendar.last_session.date()):
-            return day.weekday() < 5
-        return bool(_calendar.is_session(day.isoformat()))
+        return calendar.from_config(cfg).session(day) is not None
     except Exception as exc:  # no calendar must not stop the other checks
         log.warning("exchange calendar %s unavailable (%s): treating Mon-Fri as sessions", cfg.market.calendar,
                     exc.__class__.__name__)
