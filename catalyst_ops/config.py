@@ -77,13 +77,20 @@ class CommandRuntime:
     restart: str = ""  # whole stack
     restart_service: str = ""  # {service} is replaced
     status: str = ""
+    # applying a .env change needs a fresh environment, which a restart does not give (compose's
+    # `up -d --no-deps --force-recreate`); {service} is replaced. "": not possible with this runtime
+    recreate_service: str = ""
+    env: str = ""  # prints the running service's environment as KEY=value lines; {service}
+    logs: str = ""  # prints the running service's log since it was (re)created; {service}
 
 
 @dataclass
 class RuntimeConfig:
     kind: str = field(default="compose", **_meta(choices=["compose", "systemd", "command"]))
-    compose_file: str = "/opt/catalyst/docker-compose.yml"
-    compose_command: list[str] = field(default_factory=lambda: ["docker", "compose"])
+    # "": the first of COMPOSE_CANDIDATES that exists (upstream checks out in /root/catalyst-trading-system)
+    compose_file: str = ""
+    # []: `docker compose` (v2) when the docker CLI has it, else `docker-compose` (v1), found when first used
+    compose_command: list[str] = field(default_factory=list)
     systemd_unit: str = "catalyst-{service}.service"
     command_timeout: float = field(default=120.0, **_meta(min=1))
     commands: CommandRuntime = field(default_factory=CommandRuntime)
@@ -201,22 +208,35 @@ def _default_stages() -> list[RampStage]:
 
 @dataclass
 class TradingConfig:
+    # the services pick the account from TRADING_MODE alone (paper unless it says otherwise), so
+    # the broker client does too; ALPACA_BASE_URL is read by no service
     paper_url: str = "https://paper-api.alpaca.markets"
     live_url: str = "https://api.alpaca.markets"
     service: str = "trading"
-    mode_field: str = "trading_mode"  # field of trading's health body that reports its mode
+    # recreated after a .env change, and each must receive TRADING_MODE (and the ramp's keys)
+    env_services: list[str] = field(default_factory=lambda: ["trading", "risk-manager", "workflow", "scanner"])
+    cancel_attempts: int = field(default=10, **_meta(min=1))  # polls until no order is pending_cancel
     close_attempts: int = field(default=5, **_meta(min=1))
     close_poll: float = field(default=2.0, **_meta(min=0.01))
     broker_timeout: float = field(default=10.0, **_meta(min=0.1))
+    broker_retries: int = field(default=3, **_meta(min=0, max=10))  # on HTTP 429
+    broker_retry_max_wait: float = field(default=10.0, **_meta(min=0, max=120))
+    # after an emergency stop left closes queued on a closed market: how long market-open's check
+    # at the next session's open waits for them to fill before it alerts
+    open_flat_wait: float = field(default=300.0, **_meta(min=0, max=3600))
     stages: list[RampStage] = field(default_factory=_default_stages)
     # the account size the stage fractions are applied to: MAX_DAILY_LOSS is written in dollars
     # (the stack reads it as dollars) and the ramp's "no loss above the stage's risk" gate compares
     # each trade's loss with risk_per_trade x capital
     capital: float = field(default=100000.0, **_meta(min=0.01))
+    # the env overrides upstream's config_loader.py reads (MAX_DAILY_LOSS, RISK_PER_TRADE: read by nothing)
     max_positions_key: str = "MAX_POSITIONS"
-    risk_per_trade_key: str = "RISK_PER_TRADE"  # a fraction, e.g. 0.005 for 0.5 %
-    max_daily_loss_key: str = "MAX_DAILY_LOSS"  # dollars
-    restart_trading: bool = True  # restart the trading service after an .env change and confirm its mode
+    max_daily_loss_key: str = "MAX_DAILY_LOSS_USD"  # dollars
+    risk_per_trade_key: str = ""  # "": not written (no service reads one)
+    # "": the ramp writes the env keys above; a path (config/risk_parameters.yaml of the stack,
+    # hot reloaded by the services): the ramp writes risk_limits.max_positions / max_daily_loss_usd there
+    risk_file: str = ""
+    restart_trading: bool = True  # apply .env changes to the running services (recreate) and confirm them
 
 
 @dataclass
@@ -246,7 +266,7 @@ class ValidationConfig:
 
 @dataclass
 class Config:
-    env_file: str = "/opt/catalyst/.env"
+    env_file: str = ""  # "": the .env of the compose project (runtime.compose_file's directory), else /opt/catalyst/.env
     state_path: str = field(default_factory=_default_state_path)
     log_dir: str = field(default_factory=lambda: _default_dir("/var/log/catalyst", "log"))
     report_dir: str | None = None  # None: <log_dir>/reports
@@ -484,7 +504,31 @@ def load(cli_path: str | None = None) -> Config:
         for key in ("start", "stop", "restart_service"):
             if not getattr(cfg.runtime.commands, key):
                 raise ConfigError(source, f"runtime.commands.{key}", "expected a command line (runtime.kind is command)")
+    for i, name in enumerate(cfg.trading.env_services):
+        if name not in DEFAULT_PORTS and name not in cfg.services:
+            raise ConfigError(source, f"trading.env_services[{i}]", f"unknown service {name!r}")
+    if not cfg.env_file:
+        cfg.env_file = default_env_file(cfg)
     return cfg
+
+
+# where upstream's stack lives on a droplet, newest layout first
+COMPOSE_CANDIDATES = ("/root/catalyst-trading-system/docker-compose.yml", "/opt/catalyst/docker-compose.yml",
+                      "/root/catalyst-trading-mcp/docker-compose.yml")
+DEFAULT_ENV_FILE = "/opt/catalyst/.env"
+
+
+def detect_compose_file(cfg: "Config") -> str | None:
+    """runtime.compose_file, or the first candidate that exists (None: none does)."""
+    if cfg.runtime.compose_file:
+        return cfg.runtime.compose_file
+    return next((c for c in COMPOSE_CANDIDATES if os.path.isfile(c)), None)
+
+
+def default_env_file(cfg: "Config") -> str:
+    """The .env compose reads is the one in the project directory: edit that one."""
+    compose = detect_compose_file(cfg) if cfg.runtime.kind in ("compose", "command") else None
+    return os.path.join(os.path.dirname(compose), ".env") if compose else DEFAULT_ENV_FILE
 
 
 def _load_services(raw: Any, source: str) -> dict[str, ServiceConfig]:

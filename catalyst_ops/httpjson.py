@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from catalyst_ops.errors import CannotRun
@@ -13,6 +13,7 @@ class Response:
     status: int
     body: Any  # parsed JSON, or the text when not JSON
     text: str
+    headers: dict = field(default_factory=dict)
 
 
 def request(method: str, url: str, *, json_body: Any = None, params: dict | None = None, headers: dict | None = None,
@@ -38,4 +39,4 @@ def request(method: str, url: str, *, json_body: Any = None, params: dict | None
         body = resp.json()
     except ValueError:
         body = text
-    return Response(resp.status_code, body, text)
+    return Response(resp.status_code, body, text, dict(resp.headers))

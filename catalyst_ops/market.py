@@ -150,8 +150,11 @@ def run(cfg, db, kind: str, *, slot: str | None = None, dry_run: bool = False, f
     halt = db.halt_state()
     if halt is not None:
         since = datetime.fromtimestamp(halt["since"], clock.now().tzinfo).isoformat(timespec="seconds")
-        return Outcome(kind, OK, "skipped", "halted", f"halted since {since} ({halt['reason'] or 'no reason given'}, "
-                       f"by {halt['actor']}): {kind} does nothing until `resume`")
+        out = Outcome(kind, OK, "skipped", "halted", f"halted since {since} ({halt['reason'] or 'no reason given'}, "
+                      f"by {halt['actor']}): {kind} does nothing until `resume`")
+        if kind == OPEN and not dry_run:
+            return _halted_open_check(cfg, db, out, job)
+        return out
     now = clock.now()
     cal = from_config(cfg)
     d = decide(cfg, cal, kind, now, slot)
@@ -164,7 +167,12 @@ def run(cfg, db, kind: str, *, slot: str | None = None, dry_run: bool = False, f
         return Outcome(kind, OK, "skipped", "skipped", d.reason, d.session_date, {"session": d.session})
     # everything that can fail on configuration is checked before the claim, so a bad config does
     # not use up the session's one action
-    body = workflow.build_body(cfg) if kind != CLOSE else None
+    if kind != CLOSE:
+        from catalyst_ops import ramp
+
+        body = workflow.build_body(cfg, ramp.workflow_overrides(cfg, db))
+    else:
+        body = None
     if dry_run:
         what = f"would start a workflow cycle with {json.dumps(body, sort_keys=True)}" if body is not None \
             else "would fetch and store the daily report"
@@ -190,6 +198,35 @@ def run(cfg, db, kind: str, *, slot: str | None = None, dry_run: bool = False, f
         raise
     settle(db, d.session_date, kind, out.outcome, {"message": out.message, **out.data})
     return out
+
+
+def _halted_open_check(cfg, db, out: Outcome, job: str | None) -> Outcome:
+    """Halted, at the open: an emergency stop that left closes queued on a closed market is
+    finished here, once per session: the account must be flat now (then it is suspended)."""
+    from catalyst_ops import emergency
+    from catalyst_ops.calendar import from_config
+
+    pend = emergency.pending_flatten(db)
+    if pend is None:
+        return out
+    d = decide(cfg, from_config(cfg), OPEN, clock.now())
+    if not d.act:
+        return Outcome(OPEN, OK, "skipped", "halted", f"{out.message}; the flat check of the emergency stop's queued "
+                       f"closes waits for the open ({d.reason})", d.session_date)
+    claimed, _ = claim(db, d.session_date, "flat-check", _current_run_id(db, job or OPEN))
+    if not claimed:
+        return Outcome(OPEN, OK, "skipped", "halted", f"{out.message}; flat check already done this session",
+                       d.session_date)
+    try:
+        code, msg = emergency.check_flat_at_open(cfg, db, pend)
+    except BaseException as exc:
+        settle(db, d.session_date, "flat-check", "error", {"error": f"{exc.__class__.__name__}: {exc}"})
+        raise
+    # broker unreachable: nothing was decided, a later firing in the window may check again
+    outcome = "flat" if code == OK else ("down" if code == CANNOT_RUN else "not_flat")
+    settle(db, d.session_date, "flat-check", outcome, {"message": msg})
+    return Outcome(OPEN, code, "ok" if code == OK else "failed", "halted", f"{out.message}; {msg}", d.session_date,
+                   {"flat_check": msg})
 
 
 def _severity(kind: str) -> str:

@@ -1,9 +1,14 @@
 """Live ramp-up: risk grows in stages (trading.stages), one stage at a time, only when the
 current stage's gate holds.
 
-The stage lives in a private table of the state DB (ramp_state); its values are written
-to the stack's .env risk keys (trading.max_positions_key, risk_per_trade_key,
-max_daily_loss_key) by `mode` and `ramp advance`. The first `mode live` starts stage 1.
+The stage lives in a private table of the state DB (ramp_state). Its limits go where the
+services read them (upstream's config_loader.py): either the env overrides MAX_POSITIONS and
+MAX_DAILY_LOSS_USD in the stack's .env (trading.max_positions_key / max_daily_loss_key;
+applied by recreating the services, like a mode switch), or, with trading.risk_file set, the
+`risk_limits` of config/risk_parameters.yaml, which the services hot-reload. While live, the
+stage's max_positions also caps the workflow start body's max_positions. `ramp status` reads
+back what the running services have, not only what was written. The first `mode live`
+starts stage 1.
 
 Gate to leave stage N (all must hold, each shown):
 - mode is live (a ramp-up is about live risk);
@@ -67,15 +72,187 @@ def stage_config(cfg, stage: int):
     return stages[min(max(stage, 1), len(stages)) - 1]
 
 
+def daily_loss_usd(cfg, stage: int) -> float:
+    return round(stage_config(cfg, stage).max_daily_loss * cfg.trading.capital, 2)
+
+
 def env_values(cfg, stage: int) -> dict[str, str]:
-    """The .env risk keys for a stage."""
+    """The .env risk keys for a stage ({} when the limits live in trading.risk_file)."""
+    if cfg.trading.risk_file:
+        return {}
     st = stage_config(cfg, stage)
     t = cfg.trading
-    return {
-        t.max_positions_key: str(st.max_positions),
-        t.risk_per_trade_key: _num(st.risk_per_trade),
-        t.max_daily_loss_key: _num(round(st.max_daily_loss * t.capital, 2)),
-    }
+    out = {t.max_positions_key: str(st.max_positions), t.max_daily_loss_key: _num(daily_loss_usd(cfg, stage))}
+    if t.risk_per_trade_key:
+        out[t.risk_per_trade_key] = _num(st.risk_per_trade)
+    return out
+
+
+RISK_SECTION = "risk_limits"
+
+
+def file_values(cfg, stage: int) -> dict[str, float | int]:
+    """risk_limits values of config/risk_parameters.yaml for a stage."""
+    return {"max_positions": stage_config(cfg, stage).max_positions, "max_daily_loss_usd": daily_loss_usd(cfg, stage)}
+
+
+def risk_file_path(cfg) -> str | None:
+    """The risk_parameters.yaml the services read: trading.risk_file, else the compose project's copy."""
+    import os
+
+    from catalyst_ops.config import detect_compose_file
+
+    if cfg.trading.risk_file:
+        return cfg.trading.risk_file
+    compose = detect_compose_file(cfg)
+    if compose:
+        candidate = os.path.join(os.path.dirname(compose), "config", "risk_parameters.yaml")
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+
+
+def read_risk_file(path: str) -> dict:
+    import yaml
+
+    from catalyst_ops.errors import ConfigError
+
+    try:
+        data = yaml.safe_load(open(path, encoding="utf-8").read()) or {}
+    except FileNotFoundError:
+        raise ConfigError(path, None, "risk parameters file not found (trading.risk_file)")
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(path, None, f"cannot read the risk parameters file: {exc.__class__.__name__}")
+    section = data.get(RISK_SECTION) if isinstance(data, dict) else None
+    return section if isinstance(section, dict) else {}
+
+
+def set_yaml_scalars(text: str, section: str, values: dict, source: str) -> str:
+    """Set `section.key: value` lines of a YAML file in place, keeping comments and every other line."""
+    import re
+
+    import yaml
+
+    from catalyst_ops.errors import ConfigError
+
+    lines = text.splitlines(keepends=True)
+    top = next((i for i, ln in enumerate(lines) if re.match(rf"^{re.escape(section)}\s*:\s*(#.*)?$", ln.rstrip("\r\n"))), None)
+    if top is None:
+        if lines and not lines[-1].endswith("\n"):
+            lines[-1] += "\n"
+        lines.append(f"{section}:\n")
+        top = len(lines) - 1
+    end = next((i for i in range(top + 1, len(lines)) if re.match(r"^[^\s#]", lines[i])), len(lines))
+    indent = "  "
+    for i in range(top + 1, end):
+        m = re.match(r"^(\s+)\S", lines[i])
+        if m and not lines[i].lstrip().startswith("#"):
+            indent = m.group(1)
+            break
+    for key, value in values.items():
+        shown = _num(value) if isinstance(value, float) else str(value)
+        pat = re.compile(rf"^({re.escape(indent)}{re.escape(key)}\s*:\s*)([^#\r\n]*?)(\s*#.*)?(\r?\n)?$")
+        for i in range(top + 1, end):
+            m = pat.match(lines[i])
+            if m:
+                lines[i] = f"{m.group(1)}{shown}{m.group(3) or ''}{m.group(4) or ''}"
+                break
+        else:
+            lines.insert(top + 1, f"{indent}{key}: {shown}\n")
+            end += 1
+    new = "".join(lines)
+    try:
+        parsed = (yaml.safe_load(new) or {}).get(section) or {}
+    except yaml.YAMLError:
+        parsed = {}
+    if any(parsed.get(k) != v for k, v in values.items()):
+        raise ConfigError(source, section, "could not set the limits in place (unusual layout); edit it by hand")
+    return new
+
+
+def write_limits_file(cfg, stage: int) -> tuple[dict, str | None]:
+    """With trading.risk_file: set the stage's risk_limits there (backup first, atomic); (changes, backup)."""
+    import shutil
+
+    from catalyst_ops import stackenv
+    from catalyst_ops.fsutil import atomic_write
+
+    path = cfg.trading.risk_file
+    if not path:
+        return {}, None
+    current = read_risk_file(path)
+    want = file_values(cfg, stage)
+    ch = {k: (current.get(k), v) for k, v in want.items() if current.get(k) != v}
+    if not ch:
+        return {}, None
+    import os
+    from pathlib import Path
+
+    text = Path(path).read_text(encoding="utf-8")
+    new = set_yaml_scalars(text, RISK_SECTION, want, path)
+    backup = path + stackenv._backup_suffix(Path(path))
+    shutil.copy2(path, backup)
+    atomic_write(path, new, os.stat(path).st_mode & 0o777)
+    return ch, backup
+
+
+def running_limits(cfg, stage: int) -> list[dict]:
+    """Each limit as the running services have it: their environment's override (config_loader's
+    rule: the env wins), else risk_parameters.yaml; plus the workflow start body's max_positions."""
+    from catalyst_ops import stackenv
+    from catalyst_ops.errors import OpsError
+    from catalyst_ops.runtime import get_runtime
+
+    t = cfg.trading
+    path = risk_file_path(cfg)
+    try:
+        file_limits = read_risk_file(path) if path else {}
+        file_note = path or "no risk_parameters.yaml found"
+    except OpsError as exc:
+        file_limits, file_note = {}, str(exc)
+    want = file_values(cfg, stage)
+    runtime = get_runtime(cfg)
+    rows = []
+    for svc in stackenv.services(cfg):
+        env = runtime.service_env(svc)
+        for key, yaml_key in ((t.max_positions_key, "max_positions"), (t.max_daily_loss_key, "max_daily_loss_usd")):
+            if env is None:
+                value, source = None, "environment unreadable"
+            elif env.get(key):
+                value, source = env[key], f"environment {key}"
+            elif yaml_key in file_limits:
+                value, source = file_limits[yaml_key], file_note
+            else:
+                value, source = None, f"not set ({key} absent, {file_note})"
+            ok = value is not None and _same(value, want[yaml_key])
+            rows.append({"service": svc, "limit": yaml_key, "running": value, "source": source,
+                         "stage_wants": want[yaml_key], "matches": ok})
+    cap = min(cfg.workflow.max_positions, want["max_positions"])
+    rows.append({"service": cfg.workflow.service, "limit": "workflow start max_positions", "running": cap,
+                 "source": "sent by market-open and scan while live", "stage_wants": want["max_positions"],
+                 "matches": cap <= want["max_positions"]})
+    return rows
+
+
+def _same(a, b) -> bool:
+    try:
+        return abs(float(a) - float(b)) < 0.005
+    except (TypeError, ValueError):
+        return False
+
+
+def workflow_overrides(cfg, db) -> dict:
+    """While live with the ramp started, the stage caps the cycle's max_positions."""
+    from catalyst_ops import stackenv
+
+    try:
+        env = cfg.env(required=False)
+    except Exception:
+        return {}
+    stage, entered = state(db)
+    if entered is None or stackenv.trading_mode(env) != "live" or not env.get(stackenv.MODE_KEY):
+        return {}
+    return {"max_positions": min(cfg.workflow.max_positions, stage_config(cfg, stage).max_positions)}
 
 
 def _num(x: float) -> str:
@@ -199,9 +376,9 @@ class AdvanceResult:
 
 
 def advance(cfg, db, dry_run: bool = False, reason: str | None = None) -> AdvanceResult:
-    """Move to the next stage if every gate of the current one holds: .env risk keys (backup first),
-    restart trading and confirm it still reports its mode."""
-    from catalyst_ops import envfile, mode
+    """Move to the next stage if every gate of the current one holds: the limits go to the .env
+    (recreate + read back) or to trading.risk_file (hot reloaded), backup first."""
+    from catalyst_ops import envfile, stackenv
     from catalyst_ops.errors import CANNOT_RUN, PROBLEM
 
     env = envfile.load(cfg.env_file)
@@ -216,21 +393,35 @@ def advance(cfg, db, dry_run: bool = False, reason: str | None = None) -> Advanc
         return AdvanceResult(code, stage, gs, [f"refused: stage {stage} gate not met ({', '.join(failed)}); the .env is unchanged"])
     nxt = stage + 1
     ups = env_values(cfg, nxt)
-    ch = mode.changes(env, ups)
-    current_mode = env.get(mode.MODE_KEY, "paper")
+    ch = stackenv.changes(env, ups)
+    note = stackenv.check_passthrough(cfg, {**env, **ups}, ups) if ups else ""
     if dry_run:
         lines = [f"dry run: every gate holds; would advance stage {stage} -> {nxt} of {n}, setting (backup first):"]
-        lines += [f"  {line}" for line in mode.describe_changes(ch)] or ["  (the .env already holds these values)"]
-        lines.append(f"  then: {mode.restart_and_confirm(cfg, current_mode, dry_run=True).detail}")
+        if cfg.trading.risk_file:
+            lines += [f"  {cfg.trading.risk_file}: risk_limits.{k} -> {v}" for k, v in file_values(cfg, nxt).items()]
+        else:
+            lines += [f"  {line}" for line in stackenv.describe_changes(ch)] or ["  (the .env already holds these values)"]
+            lines.append(f"  then: {stackenv.apply(cfg, None, ups, dry_run=True).detail}")
+        if note:
+            lines.append(f"  {note}")
         return AdvanceResult(0, stage, gs, lines, nxt)
-    with mode.env_lock(cfg):
-        ch, backup = mode.write_env(cfg, ups)
+    with stackenv.env_lock(cfg):
+        ch, backup = stackenv.write(cfg, ups)
+        fch, fbackup = write_limits_file(cfg, nxt)
     set_stage(db, nxt, reason or "gate met")
-    db.record_event("ramp-advance", {"from": stage, "to": nxt, "reason": reason, "changed": sorted(ch),
-                                     "backup": str(backup) if backup else None,
+    db.record_event("ramp-advance", {"from": stage, "to": nxt, "reason": reason, "changed": sorted(ch) + sorted(fch),
+                                     "backup": str(backup or fbackup or "") or None,
                                      "gates": [g.as_dict() for g in gs]})
-    lines = [f"advanced: stage {stage} -> {nxt} of {n}" + (f"; backup {backup}" if backup else "")]
-    lines += [f"  {line}" for line in mode.describe_changes(ch)]
-    conf = mode.restart_and_confirm(cfg, current_mode)
-    lines.append(("" if conf.ok else "FAILED: ") + conf.detail)
-    return AdvanceResult(0 if conf.ok else PROBLEM, stage, gs, lines, nxt)
+    lines = [f"advanced: stage {stage} -> {nxt} of {n}" + (f"; backup {backup or fbackup}" if backup or fbackup else "")]
+    lines += [f"  {line}" for line in stackenv.describe_changes(ch)]
+    lines += [f"  {cfg.trading.risk_file}: risk_limits.{k}: {old} -> {new}" for k, (old, new) in fch.items()]
+    if ups:
+        applied = stackenv.apply(cfg, db, ups, reason=f"ramp stage {nxt}")
+        lines.append(("confirmed: " if applied.ok else "FAILED: ") + applied.detail)
+        ok = applied.ok
+    else:
+        shadow = [r for r in running_limits(cfg, nxt) if not r["matches"] and r["limit"] != "workflow start max_positions"]
+        ok = not shadow
+        lines.append("confirmed: the services read the new limits from the file (hot reload)" if ok else
+                     "FAILED: " + "; ".join(f"{r['service']} {r['limit']}={r['running']} ({r['source']})" for r in shadow))
+    return AdvanceResult(0 if ok else PROBLEM, stage, gs, lines, nxt)

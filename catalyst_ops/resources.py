@@ -129,8 +129,14 @@ def parse_docker_stats(text: str, cpus: int, total: int | None) -> Sample:
 
 
 def _sample_compose(cfg) -> Sample:
-    rc = cfg.runtime
-    code, out, err = _run([*rc.compose_command, "-f", rc.compose_file, "ps", "-q"])
+    from catalyst_ops.errors import OpsError
+    from catalyst_ops.runtime import ComposeRuntime
+
+    try:
+        base = ComposeRuntime(cfg).base_command()
+    except OpsError as exc:
+        return Sample("unavailable", reason=str(exc))
+    code, out, err = _run([*base, "ps", "-q"])
     if code != 0:
         return Sample("unavailable", reason=f"docker compose ps failed: {(err or out).strip()[:200]}")
     ids = out.split()

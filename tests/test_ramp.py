@@ -132,15 +132,24 @@ def test_ramp_advances_only_when_every_gate_holds(ramp, pg_url):
 
     now = "2026-03-04T17:00:00-05:00"
     dry = ramp.cli("--now", now, "ramp", "advance", "--dry-run")
-    assert dry.code == 0 and "MAX_POSITIONS: 3 -> 4" in dry.out and "MAX_DAILY_LOSS: 2000 -> 2500" in dry.out
+    assert dry.code == 0 and "MAX_POSITIONS: 3 -> 4" in dry.out and "MAX_DAILY_LOSS_USD: 2000 -> 2500" in dry.out
     assert "MAX_POSITIONS=3" in ramp.env_file.read_text().splitlines()
     res = ramp.cli("--now", now, "ramp", "advance", "--json")
     assert res.code == 0, res.text
     assert json.loads(res.out)["new_stage"] == 2
     env = ramp.env_file.read_text().splitlines()
-    assert {"MAX_POSITIONS=4", "RISK_PER_TRADE=0.0075", "MAX_DAILY_LOSS=2500", "TRADING_MODE=live"} <= set(env)
+    assert {"MAX_POSITIONS=4", "MAX_DAILY_LOSS_USD=2500", "TRADING_MODE=live"} <= set(env)
+    assert not [line for line in env if line.startswith(("RISK_PER_TRADE=", "MAX_DAILY_LOSS="))]  # read by nothing
+    assert "confirmed:" in res.text or json.loads(res.out)["ok"]
     status = json.loads(ramp.cli("--now", now, "ramp", "status", "--json").out)
     assert status["stage"] == 2
+    # what the running services have, read back from them, not what was written
+    running = {(r["service"], r["limit"]): r for r in status["running"]}
+    for svc in ("trading", "risk-manager", "workflow", "scanner"):
+        assert running[(svc, "max_positions")]["running"] == "4" and running[(svc, "max_positions")]["matches"]
+        assert running[(svc, "max_daily_loss_usd")]["running"] == "2500"
+        assert running[(svc, "max_daily_loss_usd")]["source"] == "environment MAX_DAILY_LOSS_USD"
+    assert running[("workflow", "workflow start max_positions")]["running"] == 4
     # stage 2 starts now: no full session in it yet
     assert {g["gate"]: g["value"] for g in status["gates"]}["trading days in stage"] == 0
     ev = sqlite3.connect(ramp.state_db).execute("SELECT detail FROM events WHERE kind='ramp-advance'").fetchone()
@@ -185,3 +194,60 @@ def test_halt_blocks_the_advance(ramp):
     res = ramp.cli("--now", "2026-03-05T17:00:00-05:00", "ramp", "status", "--json")
     g = gates(res)
     assert not g["no halt flag"]["passed"] and not g["mode is live"]["passed"]
+
+
+def test_market_open_caps_the_cycle_at_the_stage_max_positions(ramp):
+    res = ramp.cli("--now", "2026-03-04T09:30:30-05:00", "market-open", "--dry-run")
+    assert res.code == 0, res.text
+    assert '"max_positions": 3' in res.out  # workflow.max_positions is 5; stage 1 allows 3
+
+
+RISK_YAML = """# Catalyst risk parameters (hot reloaded)
+risk_limits:
+  # Daily Loss Limit
+  max_daily_loss_usd: 10000         # Increased from $2,000 to $10,000
+  warning_threshold_pct: 0.80       # Email warning at 80%
+
+  # Position Limits
+  max_positions: 10                 # Increased from 5 to 10
+  max_position_size_pct: 0.30
+
+emergency_actions:
+  close_all_positions: true
+"""
+
+
+def test_ramp_limits_in_risk_parameters_yaml(ramp, pg_url):
+    """With trading.risk_file the stage's limits go to config/risk_parameters.yaml (the services hot-reload
+    it), in place, comments kept; an env override in a running service shadows it and is reported."""
+    risk = ramp.rundir / "config" / "risk_parameters.yaml"
+    risk.parent.mkdir()
+    risk.write_text(RISK_YAML)
+    ramp.config.write_text(ramp.config.read_text().replace("trading:\n", f"trading:\n  risk_file: {risk}\n"))
+    # the services must not get the env overrides, or they win over the file (config_loader.py)
+    lines = [l for l in ramp.env_file.read_text().splitlines() if not l.startswith(("MAX_POSITIONS=", "MAX_DAILY_LOSS_USD="))]
+    ramp.env_file.write_text("\n".join(lines) + "\n")
+    assert ramp.cli("mode", "paper").code == 0
+    res = ramp.cli("--now", "2026-03-02T08:00:00-05:00", "mode", "live")
+    assert res.code == 0, res.text
+    text = risk.read_text()
+    assert "  max_daily_loss_usd: 2000         # Increased from $2,000 to $10,000\n" in text
+    assert "  max_positions: 3                 # Increased from 5 to 10\n" in text
+    assert text.count("#") == RISK_YAML.count("#") and "emergency_actions:\n  close_all_positions: true\n" in text
+    status = json.loads(ramp.cli("--now", "2026-03-02T09:00:00-05:00", "ramp", "status", "--json").out)
+    rm = {r["limit"]: r for r in status["running"] if r["service"] == "risk-manager"}
+    assert rm["max_positions"]["running"] == 3 and rm["max_positions"]["source"] == str(risk)
+    assert rm["max_positions"]["matches"]
+
+    now = "2026-03-05T17:00:00-05:00"
+    res = ramp.cli("--now", now, "ramp", "advance")
+    assert res.code == 0, res.text
+    assert "max_positions: 4 " in risk.read_text() and "max_daily_loss_usd: 2500 " in risk.read_text()
+    assert list(ramp.rundir.glob("config/risk_parameters.yaml.bak-*"))
+    # an operator puts MAX_POSITIONS back in the .env and recreates: the env override wins in the services
+    with open(ramp.env_file, "a") as fh:
+        fh.write("MAX_POSITIONS=9\n")
+    ramp.sandbox("recreate", "risk-manager")
+    status = ramp.cli("--now", now, "ramp", "status")
+    assert "DIFFERS" in status.out and "environment MAX_POSITIONS" in status.out
+

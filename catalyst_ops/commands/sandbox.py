@@ -8,7 +8,8 @@ from catalyst_ops.errors import OK
 
 FAULT_HELP = ("down (process killed), hung (accepts, never answers), 500, slow (--seconds), unhealthy (200 with "
               "status unhealthy; 503 on pattern/orchestration), degraded, cycle-failed / cycle-hang (workflow), "
-              "close-fail (broker, --symbols, --attempts N: only the first N closes of each fail), clear")
+              "close-fail (broker, --symbols, --attempts N: only the first N closes of each fail), rate-limit "
+              "(broker: the next --attempts N requests get 429), clear")
 
 
 def register(sub) -> None:
@@ -42,15 +43,34 @@ def register(sub) -> None:
     f.add_argument("--seconds", type=float, help="delay for slow")
     f.add_argument("--symbols", help="comma-separated symbols whose close fails (close-fail)")
     f.add_argument("--attempts", type=int, help="close-fail: each symbol fails only its first N close attempts "
-                   "(default: every attempt)")
+                   "(default: every attempt); rate-limit: how many requests get 429 (default 1)")
     f.set_defaults(func=run_fault)
-    r = common(ss.add_parser("restart", help="restart one stand-in service (what the runtime calls)"))
+    r = common(ss.add_parser("restart", help="restart one stand-in service, keeping its environment "
+                             "(`docker compose restart`)"))
     r.add_argument("service")
     r.set_defaults(func=run_restart)
+    rc = common(ss.add_parser("recreate", help="recreate services with a new environment from docker-compose.yml "
+                              "and .env (`docker compose up -d --no-deps --force-recreate`)"))
+    rc.add_argument("services", nargs="+", metavar="SERVICE")
+    rc.set_defaults(func=run_recreate)
+    ex = common(ss.add_parser("exec", help="`exec SERVICE printenv [KEY]`: the running service's environment"))
+    ex.add_argument("service")
+    ex.add_argument("command", choices=["printenv"])
+    ex.add_argument("key", nargs="?")
+    ex.set_defaults(func=run_exec)
+    lg = common(ss.add_parser("logs", help="the service's output since its process was created"))
+    lg.add_argument("service")
+    lg.set_defaults(func=run_logs)
     b = common(ss.add_parser("seed-broker", help="set the stand-in broker's positions and open orders"))
     b.add_argument("--positions", default="", help="e.g. AAPL:10,MSFT:5")
     b.add_argument("--orders", default="", help="symbols with one open order each, e.g. AAPL,TSLA")
+    b.add_argument("--account", choices=["paper", "live"], default="paper", help="which account (default paper)")
     b.set_defaults(func=run_seed)
+    bm = common(ss.add_parser("broker-market", help="open or close the stand-in broker's market: closed, close "
+                              "orders are accepted and wait; opening fills them"))
+    bm.add_argument("state", choices=["open", "closed"])
+    bm.add_argument("--account", choices=["paper", "live", "both"], default="both")
+    bm.set_defaults(func=run_broker_market)
     s = common(ss.add_parser("serve", help="run one stand-in service in the foreground (used by up and by units)"))
     s.add_argument("service")
     s.set_defaults(func=run_serve)
@@ -111,12 +131,57 @@ def run_restart(ctx, args) -> int:
     return OK
 
 
+def run_recreate(ctx, args) -> int:
+    from catalyst_ops.errors import CANNOT_RUN
+    from catalyst_ops.sandbox import manage
+
+    silent = manage.recreate(_rd(args), args.services)
+    print(f"recreated: {', '.join(args.services)}" + (f" (not answering yet: {', '.join(silent)})" if silent else ""))
+    return CANNOT_RUN if silent else OK
+
+
+def run_exec(ctx, args) -> int:
+    import sys
+
+    from catalyst_ops.sandbox import manage
+
+    env = manage.exec_env(_rd(args), args.service)
+    if env is None:
+        print(f"service {args.service!r} is not running", file=sys.stderr)
+        return 1
+    if args.key:
+        if args.key not in env:
+            return 1
+        print(env[args.key])
+    else:
+        for k, v in env.items():
+            print(f"{k}={v}")
+    return OK
+
+
+def run_logs(ctx, args) -> int:
+    from catalyst_ops.sandbox import manage
+
+    print(manage.logs(_rd(args), args.service), end="")
+    return OK
+
+
 def run_seed(ctx, args) -> int:
     from catalyst_ops.sandbox import manage
 
     orders = [s for s in args.orders.split(",") if s.strip()]
-    st = manage.seed_broker(_rd(args), manage.make_positions(args.positions), manage.make_orders(orders), False)
-    print(f"broker: {len(st['positions'])} positions, {len(st['orders'])} orders")
+    st = manage.seed_broker(_rd(args), manage.make_positions(args.positions), manage.make_orders(orders), False,
+                            account=args.account)
+    print(f"broker ({args.account}): {len(st['positions'])} positions, {len(st['orders'])} orders")
+    return OK
+
+
+def run_broker_market(ctx, args) -> int:
+    from catalyst_ops.sandbox import manage
+
+    for account in (("paper", "live") if args.account == "both" else (args.account,)):
+        st = manage.seed_broker(_rd(args), account=account, market_open=args.state == "open")
+        print(f"broker ({account}): market {args.state}; {len(st['positions'])} positions")
     return OK
 
 

@@ -9,13 +9,16 @@ from catalyst_ops.errors import OK, PROBLEM, USAGE, OpsError
 
 
 def register(sub) -> None:
-    m = sub.add_parser("mode", help="show or switch the trading mode (paper | live) in the stack's .env",
-                       description="show: the .env's mode, broker URL, risk keys, ramp stage, halt flag, latest "
-                       "metrics verdict and the mode the trading service reports. paper|live: set TRADING_MODE, "
-                       "ALPACA_BASE_URL and the current ramp stage's risk keys in the .env (backup first, atomic "
-                       "write, mode 0600, every other line untouched), restart the trading service and confirm the "
-                       "mode it reports. live needs the latest metrics verdict to be GO (override: --force --reason, "
-                       "recorded) and no halt flag.")
+    m = sub.add_parser("mode", help="show or switch the trading mode (paper | live) of the running stack",
+                       description="show: the .env's mode, the broker account it selects, risk keys, ramp stage, halt "
+                       "flag, latest metrics verdict and the mode the running trading service has (its environment, "
+                       "or its AlpacaTrader log line). paper|live: check that the runtime passes TRADING_MODE to "
+                       "trading.env_services (exit 2 naming the compose file and services otherwise, nothing "
+                       "changed); set TRADING_MODE, ALPACA_BASE_URL, the per-mode key pair and the ramp stage's "
+                       "limits in the .env (backup first, atomic write, mode 0600, every other line untouched); "
+                       "recreate those services (a restart does not apply a .env); read TRADING_MODE back from each "
+                       "and trading's AlpacaTrader line. Not confirmed: exit 1. live needs the latest metrics "
+                       "verdict to be GO (override: --force --reason, recorded) and no halt flag.")
     ms = m.add_subparsers(dest="mode_cmd", metavar="ACTION", required=True)
     show = ms.add_parser("show", help="what mode the .env and the trading service are in")
     show.add_argument("--json", action="store_true", help="print JSON")
@@ -24,7 +27,8 @@ def register(sub) -> None:
         p = ms.add_parser(target, help=f"switch to {target} trading")
         p.add_argument("--dry-run", action="store_true", help="print the .env changes and the restart; change nothing")
         p.add_argument("--json", action="store_true", help="print the outcome as JSON")
-        p.add_argument("--no-restart", action="store_true", help="edit the .env only; do not restart trading")
+        p.add_argument("--no-restart", action="store_true", help="edit the .env only; do not recreate the services "
+                       "(the running stack keeps its old mode)")
         if target == "live":
             p.add_argument("--force", action="store_true", help="go live without a GO verdict (needs --reason)")
         p.add_argument("--reason", help="why (recorded with the switch; required with --force)")
@@ -49,20 +53,28 @@ def register(sub) -> None:
                        description="GET /v2/account from the broker with the .env's ALPACA_* keys. Works with the "
                        "Catalyst stack down. Exit 3 if the broker cannot be reached.")
     a.add_argument("--json", action="store_true")
+    a.add_argument("--account", choices=["paper", "live"], help="this account instead of the one TRADING_MODE selects "
+                   "(uses ALPACA_PAPER_*/ALPACA_LIVE_* keys when the .env has them)")
     a.set_defaults(func=run_account)
     p = sub.add_parser("positions", help="open positions and orders at the broker (read-only)",
                        description="GET /v2/positions and the open orders from the broker with the .env's ALPACA_* "
                        "keys. Works with the Catalyst stack down. Exit 3 if the broker cannot be reached.")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--account", choices=["paper", "live"], help="this account instead of the one TRADING_MODE selects")
     p.set_defaults(func=run_positions)
 
-    e = sub.add_parser("emergency-stop", help="halt trading, close everything at the broker, back to paper",
+    e = sub.add_parser("emergency-stop", help="halt trading, flatten the account at the broker, suspend it, "
+                       "back to paper",
                        description="In order, each step recorded, going on past a failed step: set the halt flag; "
-                       "suspend_trade at the broker; cancel open orders; close all positions and poll until none "
-                       "are left (trading.close_attempts polls, trading.close_poll apart, re-closing what failed); "
-                       ".env to paper (backup first); restart trading and confirm paper; queue a critical alert; "
-                       "print a summary. Exit 1 naming the failed steps. The broker steps need only the broker. "
-                       "Safe to run twice.")
+                       "cancel open orders and poll until none is left (pending_cancel included); close all "
+                       "positions and poll until flat (trading.close_attempts polls, trading.close_poll apart, "
+                       "re-closing what was refused); only then suspend_trade at the broker (a suspended account "
+                       "refuses closes); .env to paper (backup first); recreate trading.env_services and read back "
+                       "paper; one critical alert; print a summary. On a closed market the closes are accepted but "
+                       "wait for the open: 'flatten pending: N orders queued for the open', exit 1, not suspended; "
+                       "market-open confirms the account flat at the next open and suspends it then (alerting if "
+                       "it is not). Exit 1 naming the failed or pending steps. The broker steps need only the "
+                       "broker. Safe to run twice.")
     e.add_argument("--reason", default="operator emergency stop", help="why (recorded and sent with the alert)")
     e.add_argument("--dry-run", action="store_true", help="print the steps (reading the broker); change nothing")
     e.add_argument("--json", action="store_true", help="print the steps as JSON")
@@ -82,32 +94,35 @@ def register(sub) -> None:
 
 
 def run_mode_show(ctx, args) -> int:
-    from catalyst_ops import envfile, mode, ramp
+    from catalyst_ops import envfile, mode, ramp, stackenv
 
     cfg = ctx.cfg
     env = envfile.load(cfg.env_file)
     stage, entered = ramp.state(ctx.db)
     halt = ctx.db.halt_state()
     v = mode.latest_verdict(ctx.db)
-    reported, svc_state = mode.reported_mode(cfg)
+    running, how = mode.reported_mode(cfg)
     t = cfg.trading
-    data = {"env_file": cfg.env_file, "mode": env.get(mode.MODE_KEY), "base_url": env.get("ALPACA_BASE_URL"),
-            "risk": {k: env.get(k) for k in (t.max_positions_key, t.risk_per_trade_key, t.max_daily_loss_key)},
-            "ramp_stage": stage, "ramp_started": entered is not None,
+    account = stackenv.trading_mode(env)
+    keys = [k for k in (t.max_positions_key, t.max_daily_loss_key, t.risk_per_trade_key) if k]
+    data = {"env_file": cfg.env_file, "mode": env.get(stackenv.MODE_KEY), "account": account,
+            "broker_url": t.live_url if account == "live" else t.paper_url, "base_url": env.get("ALPACA_BASE_URL"),
+            "risk": {k: env.get(k) for k in keys}, "ramp_stage": stage, "ramp_started": entered is not None,
             "halted": bool(halt), "halt_reason": halt["reason"] if halt else None,
-            "verdict": v.verdict, "trading_reports": reported, "trading_state": svc_state}
+            "verdict": v.verdict, "running": running, "running_source": how}
     if ctx.as_json:
         ctx.emit_json(data)
         return OK
-    ctx.out(f"mode:      {data['mode'] or '(unset)'} ({cfg.env_file})")
-    ctx.out(f"broker:    {data['base_url'] or '(unset)'}")
+    ctx.out(f"mode:      {data['mode'] or '(unset: paper)'} ({cfg.env_file})")
+    ctx.out(f"account:   {account} at {data['broker_url']} (chosen by TRADING_MODE, as the services do)")
     ctx.out("risk:      " + ", ".join(f"{k}={v or '(unset)'}" for k, v in data["risk"].items()))
     ctx.out(f"ramp:      stage {stage} of {len(t.stages)}" + ("" if entered else " (not started: no go-live yet)"))
     ctx.out(f"halt:      {'SET: ' + str(halt['reason']) if halt else 'clear'}")
     ctx.out(f"verdict:   {v.verdict or 'none'}")
-    ctx.out(f"trading:   {svc_state}" + (f", reports {t.mode_field}={reported}" if reported else ""))
-    if reported and data["mode"] and reported != data["mode"]:
-        ctx.out(f"note: the trading service runs {reported} but the .env says {data['mode']} (restart it to apply)")
+    ctx.out(f"running:   {running or 'unknown'} ({how})")
+    if running and running != account:
+        ctx.out(f"note: the trading service runs {running} but the .env says {account}: the .env is applied only "
+                f"when the services are recreated (`catalyst-ops mode {account}` does it)")
     return OK
 
 
@@ -151,12 +166,20 @@ def run_ramp_status(ctx, args) -> int:
     stage, entered = ramp.state(ctx.db)
     last = stage >= len(cfg.trading.stages)
     gs = [] if last else ramp.gates(cfg, ctx.db, env)
+    running = ramp.running_limits(cfg, stage)
     if ctx.as_json:
         ctx.emit_json({"stage": stage, "stages": len(cfg.trading.stages), "entered_at": entered, "final": last,
-                       "values": ramp.env_values(cfg, stage), "gates": [g.as_dict() for g in gs],
-                       "can_advance": bool(gs) and all(g.passed for g in gs)})
+                       "values": ramp.env_values(cfg, stage) or ramp.file_values(cfg, stage), "running": running,
+                       "gates": [g.as_dict() for g in gs], "can_advance": bool(gs) and all(g.passed for g in gs)})
         return OK
+    from catalyst_ops.fmt import table
+
     ctx.out(_stage_rows(cfg, stage))
+    ctx.out("")
+    ctx.out(f"limits on the running stack (stage {stage} wants them):")
+    ctx.out(table([[r["service"], r["limit"], r["running"] if r["running"] is not None else "-", r["stage_wants"],
+                    "ok" if r["matches"] else "DIFFERS", r["source"]] for r in running],
+                  ["SERVICE", "LIMIT", "RUNNING", "STAGE", "", "FROM"]))
     ctx.out("")
     if last:
         ctx.out(f"stage {stage} is the last one")
@@ -190,10 +213,10 @@ def run_ramp_advance(ctx, args) -> int:
 def run_account(ctx, args) -> int:
     from catalyst_ops import broker
 
-    b = broker.from_config(ctx.cfg)
+    b = broker.from_config(ctx.cfg, account=args.account)
     acct = b.account()
     if ctx.as_json:
-        ctx.emit_json(acct)
+        ctx.emit_json({**acct, "catalyst_account": b.account_kind, "catalyst_broker_url": b.base_url})
         return OK
     keys = ("account_number", "status", "currency", "equity", "cash", "buying_power", "trade_suspended_by_user",
             "trading_blocked", "pattern_day_trader")
@@ -208,15 +231,16 @@ def run_positions(ctx, args) -> int:
     from catalyst_ops import broker
     from catalyst_ops.fmt import table
 
-    b = broker.from_config(ctx.cfg)
+    b = broker.from_config(ctx.cfg, account=args.account)
     pos = b.positions()
     try:
         orders = b.open_orders()
     except broker.Unsupported:
         orders = None
     if ctx.as_json:
-        ctx.emit_json({"positions": pos, "open_orders": orders})
+        ctx.emit_json({"account": b.account_kind, "broker_url": b.base_url, "positions": pos, "open_orders": orders})
         return OK
+    ctx.out(f"broker: {b.label}")
     ctx.out(table([[p.get("symbol"), p.get("qty"), p.get("side"), p.get("avg_entry_price"), p.get("market_value"),
                     p.get("unrealized_pl")] for p in pos],
                   ["SYMBOL", "QTY", "SIDE", "AVG ENTRY", "MARKET VALUE", "UNREALIZED P/L"]))
@@ -246,19 +270,28 @@ def run_emergency(ctx, args) -> int:
                 ctx.out(line)
         return OK
     res = emergency.stop(ctx.cfg, reason, actor())
-    failed = res.failed
+    failed, pending = res.failed, res.pending
     if ctx.as_json:
-        ctx.emit_json({"ok": not failed, "failed_steps": failed, "run_id": res.run_id,
+        ctx.emit_json({"ok": res.ok, "failed_steps": failed, "pending_steps": pending,
+                       "pending_orders": res.pending_orders, "run_id": res.run_id,
                        "steps": [s.as_dict() for s in res.steps]})
     else:
         ctx.out(table([[s.step, s.status.upper() if s.status != "ok" else "ok", s.detail] for s in res.steps],
                       ["STEP", "RESULT", "DETAIL"]))
         ctx.out("")
-        ctx.out("emergency stop: " + (f"FAILED steps: {', '.join(failed)}" if failed else "all steps ok")
+        outcome = []
+        if pending:
+            outcome.append(f"flatten pending: {res.pending_orders} orders queued for the open")
+        if failed:
+            outcome.append(f"FAILED steps: {', '.join(failed)}")
+        ctx.out("emergency stop: " + ("; ".join(outcome) or "all steps ok")
                 + "; trading stays halted until `catalyst-ops resume --yes --reason ...`")
+    if pending:
+        print(f"catalyst-ops: emergency stop: flatten pending: {res.pending_orders} orders queued for the open",
+              file=sys.stderr)
     if failed:
         print(f"catalyst-ops: emergency stop: failed steps: {', '.join(failed)}", file=sys.stderr)
-    return PROBLEM if failed else OK
+    return OK if res.ok else PROBLEM
 
 
 def run_resume(ctx, args) -> int:

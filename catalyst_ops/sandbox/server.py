@@ -33,15 +33,18 @@ def write_json(path: Path, data) -> None:
     os.replace(tmp, path)
 
 
-def env_value(env_file: str | None, key: str, default: str = "") -> str:
-    if not env_file:
-        return default
-    try:
-        from catalyst_ops import envfile
-
-        return envfile.load(env_file).get(key, default)
-    except Exception:
-        return default
+def announce(service: str) -> None:
+    """What the real services print at start-up that an operator reads: trading's AlpacaTrader line
+    (upstream common/alpaca_trader.py), decided by the process's own environment like theirs."""
+    if service not in ("trading", "risk-manager", "workflow"):
+        return
+    if not os.environ.get("ALPACA_API_KEY") or not os.environ.get("ALPACA_SECRET_KEY"):
+        line = "Alpaca credentials not configured. Trading disabled."
+    else:
+        paper = os.environ.get("TRADING_MODE", "paper").lower() == "paper"
+        line = f"AlpacaTrader v2.0.0 initialized ({'PAPER' if paper else 'LIVE'} mode)"
+    stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S,%f")[:-3]
+    print(f"{stamp} - common.alpaca_trader - INFO - {line}", flush=True)
 
 
 class StandIn:
@@ -56,8 +59,6 @@ class StandIn:
         # workflow state
         self.cycle: dict | None = read_json(rundir / "workflow.json", None) if service == "workflow" else None
         self.cycle_seq = 0
-        # broker state
-        self.broker_path = rundir / "broker.json"
 
     def fault(self) -> dict:
         return read_json(self.fault_path, {})
@@ -70,11 +71,10 @@ class StandIn:
             if f == "unhealthy":
                 return 503, "text/plain", "Service Unavailable - database ping failed"
             return 200, "text/plain", f"OK - Orchestration v{VERSIONS['orchestration']}"
+        # no health body reports the trading mode (upstream): the mode is read from the process's
+        # environment or its AlpacaTrader log line, as on the droplet
         body = {"status": "healthy", "service": svc, "version": VERSIONS.get(svc, "1.0.0"),
                 "timestamp": datetime.utcnow().isoformat() + "Z"}
-        if svc == "trading":
-            env_file = self.settings.get("env_file")
-            body["trading_mode"] = self.settings.get("trading_mode") or env_value(env_file, "TRADING_MODE", "paper")
         if f == "unhealthy":
             if svc == "pattern":
                 return 503, "application/json", {"status": "unhealthy", "service": svc, "database": "disconnected"}
@@ -156,114 +156,73 @@ class StandIn:
                                          "summary": {"trades": 3, "wins": 2, "losses": 1, "realized_pnl": 412.5},
                                          "generated_at": datetime.utcnow().isoformat() + "Z"}
 
-    # ------------------------------------------------------------------ broker (Alpaca v2 stand-in)
-    def broker_state(self) -> dict:
-        return read_json(self.broker_path, {"positions": [], "orders": [], "suspend_trade": False,
-                                            "equity": "100000", "cash": "100000", "order_seq": 0})
+    # ------------------------------------------------------------------ broker (Alpaca v2 stand-in: sandbox/broker.py)
+    def broker_path_for(self, account: str) -> Path:
+        from catalyst_ops.sandbox.broker import ACCOUNTS
 
-    def broker_auth_ok(self, headers) -> bool:
-        key = self.settings.get("broker_key")
-        secret = self.settings.get("broker_secret")
-        return headers.get("APCA-API-KEY-ID") == key and headers.get("APCA-API-SECRET-KEY") == secret
+        return self.rundir / ACCOUNTS[account]["state"]
 
-    def broker(self, method: str, path: str, params: dict, body) -> tuple:
+    def broker_state(self, account: str = "paper") -> dict:
+        from catalyst_ops.sandbox.broker import default_state
+
+        return read_json(self.broker_path_for(account), default_state())
+
+    def broker_auth_ok(self, headers, account: str = "paper") -> bool:
+        prefix = "broker_live_" if account == "live" else "broker_"
+        key = self.settings.get(prefix + "key")
+        secret = self.settings.get(prefix + "secret")
+        return bool(key) and headers.get("APCA-API-KEY-ID") == key and headers.get("APCA-API-SECRET-KEY") == secret
+
+    def broker_rate_limited(self) -> bool:
+        """The rate-limit fault: the next N requests (fault `attempts`) answer 429."""
+        fault = self.fault()
+        if fault.get("kind") != "rate-limit":
+            return False
+        counter = self.rundir / "broker-429.json"
+        seen = read_json(counter, {"n": 0})
+        if seen["n"] >= int(fault.get("attempts") or 1):
+            return False
+        seen["n"] += 1
+        write_json(counter, seen)
+        return True
+
+    def broker(self, method: str, path: str, params: dict, body, account: str = "paper") -> tuple:
+        from catalyst_ops.sandbox.broker import Account
+
         with self.lock:
-            st = self.broker_state()
+            st = self.broker_state(account)
+            acct = Account(account, st)
             fault = self.fault()
-            if path == "/v2/account" and method == "GET":
-                return 200, "application/json", {"id": "standin-account", "account_number": "PA0000STANDIN",
-                                                 "status": "ACTIVE", "currency": "USD", "equity": st["equity"],
-                                                 "cash": st["cash"], "buying_power": st["cash"],
-                                                 "trade_suspended_by_user": st["suspend_trade"],
-                                                 "trading_blocked": False, "pattern_day_trader": False}
-            if path == "/v2/account/configurations":
-                if method == "PATCH":
-                    if isinstance(body, dict) and "suspend_trade" in body:
-                        st["suspend_trade"] = bool(body["suspend_trade"])
-                        write_json(self.broker_path, st)
-                return 200, "application/json", {"suspend_trade": st["suspend_trade"], "dtbp_check": "entry",
-                                                 "no_shorting": False, "trade_confirm_email": "all"}
-            if path == "/v2/positions" and method == "GET":
-                return 200, "application/json", st["positions"]
-            if path == "/v2/orders" and method == "GET":
-                status = params.get("status", "open")
-                orders = [o for o in st["orders"] if status == "all" or o["status"] in ("new", "accepted", "partially_filled")]
-                return 200, "application/json", orders
-            if path == "/v2/orders" and method == "POST":
-                if st["suspend_trade"]:
-                    return 403, "application/json", {"code": 40310000, "message": "new orders are rejected by user request"}
-                st["order_seq"] += 1
-                order = {"id": f"order-{st['order_seq']}", "symbol": body.get("symbol"), "qty": str(body.get("qty", 1)),
-                         "side": body.get("side", "buy"), "type": body.get("type", "market"), "status": "accepted"}
-                st["orders"].append(order)
-                write_json(self.broker_path, st)
-                return 200, "application/json", order
-            if path == "/v2/orders" and method == "DELETE":
-                out = []
-                for o in st["orders"]:
-                    if o["status"] in ("new", "accepted", "partially_filled"):
-                        o["status"] = "canceled"
-                        out.append({"id": o["id"], "status": 200})
-                write_json(self.broker_path, st)
-                return 207, "application/json", out
-            one = re.fullmatch(r"/v2/positions/([A-Za-z0-9.]+)", path)
-            if (path == "/v2/positions" or one) and method == "DELETE":
-                failing = self._close_failing(st, fault)
-                if params.get("cancel_orders") == "true":
-                    for o in st["orders"]:
-                        if o["status"] in ("new", "accepted", "partially_filled"):
-                            o["status"] = "canceled"
-                if one:
-                    sym = one.group(1).upper()
-                    pos = [p for p in st["positions"] if p["symbol"] == sym]
-                    if not pos:
-                        return 404, "application/json", {"code": 40410000, "message": "position does not exist"}
-                    if sym in failing:
-                        write_json(self.broker_path, st)
-                        return 500, "application/json", {"code": 50010000, "message": "internal error closing position"}
-                    st["positions"] = [p for p in st["positions"] if p["symbol"] != sym]
-                    write_json(self.broker_path, st)
-                    return 200, "application/json", {"id": f"close-{sym}", "symbol": sym, "status": "accepted"}
-                out, keep = [], []
-                for p in st["positions"]:
-                    if p["symbol"] in failing:
-                        out.append({"symbol": p["symbol"], "status": 500,
-                                    "body": {"code": 50010000, "message": "internal error closing position"}})
-                        keep.append(p)
-                    else:
-                        out.append({"symbol": p["symbol"], "status": 200,
-                                    "body": {"id": f"close-{p['symbol']}", "symbol": p["symbol"], "status": "accepted"}})
-                st["positions"] = keep
-                write_json(self.broker_path, st)
-                return 207, "application/json", out
-        return 404, "application/json", {"code": 40410000, "message": "endpoint not found"}
+            status, out = acct.handle(method, path, params, body, lambda sym: self._close_fails(st, fault, sym))
+            write_json(self.broker_path_for(account), st)
+        return status, "application/json", out
 
-    def _close_failing(self, st: dict, fault: dict) -> set:
-        """Symbols whose close fails now. With `attempts` in the fault, each symbol fails only its
-        first N close attempts (a transient broker error that a retry gets past)."""
-        if fault.get("kind") != "close-fail":
-            return set()
-        symbols = set(fault.get("symbols", []))
+    def _close_fails(self, st: dict, fault: dict, sym: str) -> bool:
+        """Whether closing `sym` fails now. With `attempts` in the fault, each symbol fails only its first N
+        close attempts (a transient broker error that a retry gets past)."""
+        if fault.get("kind") != "close-fail" or sym not in set(fault.get("symbols", [])):
+            return False
         limit = fault.get("attempts")
         if limit is None:
-            return symbols
+            return True
         seen = st.setdefault("close_failures", {})
-        failing = set()
-        for p in st["positions"]:
-            sym = p["symbol"]
-            if sym in symbols and seen.get(sym, 0) < int(limit):
-                seen[sym] = seen.get(sym, 0) + 1
-                failing.add(sym)
-        return failing
+        if seen.get(sym, 0) >= int(limit):
+            return False
+        seen[sym] = seen.get(sym, 0) + 1
+        return True
 
     def seed_broker(self, body: dict) -> tuple:
+        from catalyst_ops.sandbox.broker import Account
+
+        account = body.get("account", "paper")
         with self.lock:
-            st = self.broker_state()
-            for key in ("positions", "orders", "suspend_trade", "equity", "cash"):
+            st = self.broker_state(account)
+            for key in ("positions", "orders", "suspend_trade", "equity", "cash", "market_open", "cancel_delay"):
                 if key in body:
                     st[key] = body[key]
             st["close_failures"] = {}
-            write_json(self.broker_path, st)
+            Account(account, st)  # opening the market fills what was queued
+            write_json(self.broker_path_for(account), st)
         return 200, "application/json", st
 
     # ------------------------------------------------------------------ plan profile's trading routes
@@ -338,15 +297,25 @@ def make_handler(app: StandIn):
             if path == "/_standin/broker" and app.service == "broker":
                 if method == "POST":
                     return app.seed_broker(body or {})
-                return 200, "application/json", app.broker_state()
+                from catalyst_ops.sandbox.broker import Account
+
+                with app.lock:
+                    st = app.broker_state()
+                    Account("paper", st)
+                return 200, "application/json", st
             return 404, "application/json", {"detail": "unknown control path"}
 
         def _route(self, method, path, params, body):
             svc = app.service
             if svc == "broker":
-                if not app.broker_auth_ok(self.headers):
+                from catalyst_ops.sandbox.broker import split_account
+
+                account, sub = split_account(path)
+                if not app.broker_auth_ok(self.headers, account):
                     return 403, "application/json", {"message": "forbidden."}
-                return app.broker(method, path, params, body)
+                if app.broker_rate_limited():
+                    return 429, "application/json", {"code": 42910000, "message": "rate limit exceeded"}
+                return app.broker(method, sub, params, body, account)
             if path == "/health" and method == "GET":
                 return app.health()
             if svc == "workflow":
@@ -402,6 +371,7 @@ def serve(service: str, rundir: str | Path) -> None:
     elif fault.get("kind") == "down":
         raise SystemExit(f"catalyst-ops sandbox: {service} is held down by a sticky fault")
     server = _Server((settings.get("host", "127.0.0.1"), int(ports[service])), make_handler(app))
+    announce(service)
     (rundir / "pids").mkdir(exist_ok=True)
     (rundir / "pids" / f"{service}.pid").write_text(str(os.getpid()))
 

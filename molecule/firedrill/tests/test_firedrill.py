@@ -6,6 +6,7 @@ fault adds a row to the table printed at the end.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -385,6 +386,57 @@ def broker(dr) -> dict:
     st["open_orders"] = [o for o in st.get("orders", []) if o.get("status") not in ("canceled", "filled", "expired",
                                                                                   "rejected")]
     return st
+
+
+def test_96_emergency_stop_after_the_close(drill):
+    """After the close the broker accepts the closes but fills them only at the next open: the stop says
+    "flatten pending", exits 1, alerts once and does not suspend; market-open's cron line at the next open
+    finds the account flat and suspends it (one info alert)."""
+    dr = drill
+    first = max_alert_id(dr)
+    dr.droplet.sh(f"{d.OPS} sandbox seed-broker --positions AAPL:10,MSFT:5 --orders '' --rundir {d.STANDIN_DIR} && "
+                  f"{d.OPS} sandbox broker-market closed --account paper --rundir {d.STANDIN_DIR}")
+    t0 = time.monotonic()
+    p = dr.droplet.sh(f"{d.OPS} --config /etc/catalyst/ops.yml emergency-stop --reason 'after the close' --json",
+                      check=False)
+    t_stop = time.monotonic() - t0
+    assert p.returncode == 1, p.stdout + p.stderr
+    out = json.loads(p.stdout)
+    assert out["pending_steps"] == ["close-positions"] and out["failed_steps"] == [], out
+    assert "flatten pending: 2 orders queued for the open" in p.stderr
+    b = broker(dr)
+    assert len(b["positions"]) == 2 and len(b["open_orders"]) == 2 and b.get("suspend_trade") is False, b
+    crit = d.wait_until("the emergency stop alert", lambda: [r for r in alerts_after(dr, first)
+                                                             if r["subject_key"] == "emergency-stop"])
+    assert len(crit) == 1 and "flatten pending" in crit[0]["subject"], crit
+    wait_mailed(dr, [crit[0]["id"]])
+
+    # the next open: the broker's market opens and fills the queued closes; market-open's cron line checks
+    dr.droplet.sh(f"{d.OPS} sandbox broker-market open --account paper --rundir {d.STANDIN_DIR}")
+    t1 = time.monotonic()
+    before = last_run_id(dr)
+    run = dr.cron.run_slot(d.at(dr.day, "09:30"), only={"market-open"})
+    assert all(rc == 0 for rc in run.results.values()), run.results
+    t_check = time.monotonic() - t1
+    mo = job_run(dr, "market-open", before)
+    assert "flat at the open" in (mo["summary"] or ""), mo
+    b = broker(dr)
+    assert b["positions"] == [] and b["open_orders"] == [] and b.get("suspend_trade") is True, b
+    info = d.wait_until("the flat-at-the-open alert", lambda: [r for r in alerts_after(dr, first)
+                                                               if r["subject_key"] == "emergency-stop:open-check"])
+    assert len(info) == 1 and info[0]["severity"] == "info", info
+    wait_mailed(dr, [info[0]["id"]])
+    # the operator resumes, so the drill goes on from a clean state
+    r = dr.droplet.sh(f"{d.OPS} --config /etc/catalyst/ops.yml resume --yes --reason 'drill: after-close stop checked'",
+                      check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert broker(dr).get("suspend_trade") is False and not dr.droplet.q("SELECT reason FROM halt WHERE halted=1")
+    assert_each_once(dr, first)
+    d.REPORT.rows.append(d.Row(
+        "emergency stop after the close (closes queued)", f"stop after hours; check {dr.day} 09:30",
+        "exit 1 'flatten pending: 2 orders queued for the open', not suspended; flat and suspended at the open",
+        "EMERGENCY STOP flatten pending (critical); flat at the open (info)",
+        f"stop {fmt_s(t_stop)}; open check {fmt_s(t_check)}"))
 
 
 def test_97_emergency_stop_survives_site_yml(drill):
