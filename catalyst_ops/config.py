@@ -78,7 +78,8 @@ class CommandRuntime:
     restart_service: str = ""  # {service} is replaced
     status: str = ""
     # applying a .env change needs a fresh environment, which a restart does not give (compose's
-    # `up -d --no-deps --force-recreate`); {service} is replaced. "": not possible with this runtime
+    # `up -d --no-deps --force-recreate`); {service} is replaced (one command per service), or
+    # {services} by all of them (one command). "": not possible with this runtime
     recreate_service: str = ""
     env: str = ""  # prints the running service's environment as KEY=value lines; {service}
     logs: str = ""  # prints the running service's log since it was (re)created; {service}

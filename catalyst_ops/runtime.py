@@ -308,7 +308,10 @@ class CommandRuntime(Runtime):
             raise ConfigError(self.cfg.source, "runtime.commands.recreate_service",
                               "expected a command that recreates {service} with the current .env (a restart keeps "
                               "the old environment)")
-        return [c for s in services for c in self._split(self.rc.commands.recreate_service, service=s)]
+        line = self.rc.commands.recreate_service
+        if "{services}" in line:  # one command for all of them, as compose takes a list
+            return [shlex.split(line.replace("{services}", " ".join(shlex.quote(s) for s in services)))]
+        return [c for s in services for c in self._split(line, service=s)]
 
     def service_env(self, service):
         out = self._read(self._split(self.rc.commands.env, service=service))

@@ -502,7 +502,8 @@ def test_mode_live_with_a_runtime_that_only_restarts_is_not_confirmed(standin):
     """`docker compose restart` keeps a container's environment: a switch that does not recreate never
     reaches the services, and must say so (exit 1), never report success."""
     text = standin.config.read_text()
-    standin.config.write_text(text.replace("sandbox recreate {service}", "sandbox restart {service}"))
+    assert "sandbox recreate {services}" in text
+    standin.config.write_text(text.replace("sandbox recreate {services}", "sandbox restart {service}"))
     add_verdict(standin, "GO", [])
     res = standin.cli("mode", "live")
     assert res.code == 1, res.text

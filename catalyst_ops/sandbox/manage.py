@@ -197,7 +197,7 @@ runtime:
     start: {py} -m catalyst_ops sandbox up --rundir {rd} --base-port {settings['ports']['orchestration']} --profile {settings['profile']} --stage-seconds {settings['stage_seconds']}
     stop: {py} -m catalyst_ops sandbox down --rundir {rd}
     restart_service: {py} -m catalyst_ops sandbox restart {{service}} --rundir {rd}
-    recreate_service: {py} -m catalyst_ops sandbox recreate {{service}} --rundir {rd}
+    recreate_service: {py} -m catalyst_ops sandbox recreate {{services}} --rundir {rd}
     env: {py} -m catalyst_ops sandbox exec {{service}} printenv --rundir {rd}
     logs: {py} -m catalyst_ops sandbox logs {{service}} --rundir {rd}
     status: {py} -m catalyst_ops sandbox status --rundir {rd}
