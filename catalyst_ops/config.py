@@ -406,7 +406,8 @@ def _build(cls: type, raw: Any, where: str, source: str) -> Any:
 def _merge(base: dict, over: dict) -> dict:
     out = dict(base)
     for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
+        # an empty mapping replaces (clears) rather than merges: `degraded_fields: {}` turns the rule off
+        if isinstance(v, dict) and v and isinstance(out.get(k), dict):
             out[k] = _merge(out[k], v)
         else:
             out[k] = v

@@ -3,6 +3,7 @@
 Healthy = HTTP 200 and, where the body is JSON with the profile's status field, that field
 is one of the service's healthy words. The real services answer 200 with "unhealthy" or
 "degraded" bodies, and orchestration answers plain text: a 200 with a non-JSON body is healthy.
+A healthy word beside a profile `degraded_fields` value ("database": "disconnected") is degraded.
 """
 
 from __future__ import annotations
@@ -45,8 +46,9 @@ class HealthResult:
 
 
 def classify(service: str, status: int, body_text: str, healthy_words: list[str], degraded_words: list[str],
-             status_field: str) -> tuple[str, str, Any]:
-    """(state, detail, parsed body) from an HTTP answer."""
+             status_field: str, degraded_fields: dict[str, list[str]] | None = None) -> tuple[str, str, Any]:
+    """(state, detail, parsed body) from an HTTP answer. `degraded_fields` (field -> values) turns a
+    healthy word into degraded when the body also says e.g. "database": "disconnected"."""
     body: Any = body_text
     status_word = None
     try:
@@ -65,6 +67,10 @@ def classify(service: str, status: int, body_text: str, healthy_words: list[str]
         return HEALTHY, "HTTP 200", body
     word = str(status_word)
     if word in healthy_words:
+        bad = [f"{k}={parsed.get(k)}" for k, values in (degraded_fields or {}).items()
+               if parsed.get(k) is not None and str(parsed.get(k)) in [str(v) for v in values or []]]
+        if bad:
+            return DEGRADED, f"HTTP 200 status={word} {' '.join(bad)}", body
         return HEALTHY, f"HTTP 200 status={word}", body
     if word in degraded_words:
         return DEGRADED, f"HTTP 200 status={word}", body
@@ -75,7 +81,8 @@ def classify(service: str, status: int, body_text: str, healthy_words: list[str]
 
 
 def check_one(service: str, host: str, port: int, path: str, timeout: float, healthy_words: list[str],
-              degraded_words: list[str], status_field: str = "status") -> HealthResult:
+              degraded_words: list[str], status_field: str = "status",
+              degraded_fields: dict[str, list[str]] | None = None) -> HealthResult:
     started = time.monotonic()
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
@@ -84,7 +91,8 @@ def check_one(service: str, host: str, port: int, path: str, timeout: float, hea
         # bounded read: a health body is small
         text = resp.read(65536).decode("utf-8", errors="replace")
         latency = (time.monotonic() - started) * 1000
-        state, detail, body = classify(service, resp.status, text, healthy_words, degraded_words, status_field)
+        state, detail, body = classify(service, resp.status, text, healthy_words, degraded_words, status_field,
+                                       degraded_fields)
         return HealthResult(service, state, resp.status, round(latency, 1), detail, body)
     except ConnectionRefusedError:
         return HealthResult(service, DOWN, None, None, f"connection refused on {host}:{port}")
@@ -103,6 +111,7 @@ def sweep(cfg, services: list[str] | None = None, margin: float = 0.5) -> list[H
     names = services if services is not None else cfg.enabled_services()
     h = cfg.profile_data.get("health", {})
     degraded_words = h.get("degraded_words", ["degraded"])
+    degraded_fields = h.get("degraded_fields") or {}
     status_field = h.get("status_field", "status")
     results: dict[str, HealthResult] = {}
     lock = threading.Lock()
@@ -110,7 +119,7 @@ def sweep(cfg, services: list[str] | None = None, margin: float = 0.5) -> list[H
     def work(name: str) -> None:
         svc = cfg.service(name)
         res = check_one(name, svc.host, svc.port, cfg.health_path(name), cfg.service_timeout(name),
-                        cfg.healthy_words(name), degraded_words, status_field)
+                        cfg.healthy_words(name), degraded_words, status_field, degraded_fields)
         with lock:
             results[name] = res
 
