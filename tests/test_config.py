@@ -89,7 +89,9 @@ def test_defaults_without_a_file(monkeypatch, tmp_path):
     monkeypatch.setattr(config, "DEFAULT_CONFIG_PATH", str(tmp_path / "absent.yml"))
     c = config.load(None)
     assert c.source == "<defaults>"
-    assert list(c.services) == ["orchestration", "scanner", "pattern", "technical", "risk-manager", "trading",
-                                "workflow", "news", "reporting"]
+    assert c.enabled_services() == ["orchestration", "scanner", "pattern", "technical", "risk-manager", "trading",
+                                    "workflow", "news", "reporting"]
+    # no compose file with a Redis at the default path: Redis is known but not checked
+    assert c.services["redis"].kind == "redis" and not c.services["redis"].enabled
     assert c.services["news"].port == 5008 and c.health.timeout == 5.0
     assert c.health_path("orchestration") == "/health"
