@@ -455,6 +455,16 @@ def load_profile(name: str, source: str, overrides: dict | None = None) -> dict:
     return _merge(data, overrides or {})
 
 
+def mode_refusal(profile_data: dict, mode: str) -> str | None:
+    """Why the profile refuses a workflow mode word, or None when it is one of `workflow.modes`."""
+    w = profile_data.get("workflow", {}) or {}
+    modes = w.get("modes") or []
+    if not modes or mode in modes:
+        return None
+    reason = (w.get("refused_modes") or {}).get(mode) or "the service treats any other word as aggressive"
+    return f"expected one of {', '.join(modes)}, got {mode!r}: {reason}"
+
+
 def resolve_path(cli_path: str | None) -> tuple[str | None, bool]:
     """(path, explicit): the config file to read and whether the operator named it."""
     if cli_path:
@@ -503,9 +513,9 @@ def load(cli_path: str | None = None) -> Config:
     # cross-field checks
     if cfg.workflow.service not in cfg.services:
         raise ConfigError(source, "workflow.service", f"expected one of the configured services, got {cfg.workflow.service!r}")
-    modes = cfg.profile_data.get("workflow", {}).get("modes", [])
-    if modes and cfg.workflow.mode not in modes:
-        raise ConfigError(source, "workflow.mode", f"expected one of {', '.join(modes)} (the service treats any other word as aggressive), got {cfg.workflow.mode!r}")
+    refusal = mode_refusal(cfg.profile_data, cfg.workflow.mode)
+    if refusal:
+        raise ConfigError(source, "workflow.mode", refusal)
     if not cfg.trading.stages:
         raise ConfigError(source, "trading.stages", "expected at least one ramp stage")
     if cfg.runtime.kind == "command":
