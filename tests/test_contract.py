@@ -44,7 +44,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, _start_standin, run_cli
+from conftest import _start_standin, run_cli
 
 CONTRACT_DIR = Path(__file__).resolve().parent / "contract"
 TERMINAL = {"completed", "failed"}
