@@ -95,6 +95,60 @@ def find_tool(cfg, name: str) -> str:
                     "or set backup.pg_bin_dir")
 
 
+class ClientTooOld(OpsError):
+    """pg_dump older than the server's major version: it would refuse to dump (configuration of the host)."""
+
+    exit_code = USAGE
+
+
+def client_version(tool: str) -> tuple[int, ...] | None:
+    """`pg_dump --version` as numbers: "pg_dump (PostgreSQL) 15.4 (Debian ...)" -> (15, 4)."""
+    try:
+        p = subprocess.run([tool, "--version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    m = re.search(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?", p.stdout)
+    if not m:
+        return None
+    return tuple(int(g) for g in m.groups() if g is not None)
+
+
+def major(version: tuple[int, ...]) -> tuple[int, ...]:
+    """The major version: 15 for 15.4, (9, 6) for 9.6.24 (before 10 the major had two parts)."""
+    return version[:1] if version[0] >= 10 else version[:2]
+
+
+def server_major(version_num: int) -> tuple[int, ...]:
+    """From SHOW server_version_num: 150004 -> (15,), 90624 -> (9, 6)."""
+    return (version_num // 10000,) if version_num >= 100000 else (version_num // 10000, version_num // 100 % 100)
+
+
+def _dotted(v: tuple[int, ...]) -> str:
+    return ".".join(str(x) for x in v)
+
+
+def check_client(cfg, pg_dump: str, conn) -> None:
+    """Refuse, before anything is written, a pg_dump older than the server's major version: it would
+    stop with "server version mismatch" after the snapshot was taken, and the host needs a newer client."""
+    with conn.cursor() as cur:
+        cur.execute("SHOW server_version_num")
+        num = int(cur.fetchone()[0])
+    conn.rollback()  # SHOW opened a transaction; the snapshot's isolation level is set after this
+    server = server_major(num)
+    client = client_version(pg_dump)
+    if client is None:
+        log.warning("%s --version did not say its version; pg_dump will check the server itself", pg_dump)
+        return
+    if major(client) >= server:
+        return
+    newer = [d for d in glob.glob("/usr/lib/postgresql/*/bin")
+             if os.access(os.path.join(d, "pg_dump"), os.X_OK) and _version_key(d) >= float(_dotted(server))]
+    hint = f"; installed here: set backup.pg_bin_dir: {max(newer, key=_version_key)}" if newer else \
+        f"; install postgresql-client-{_dotted(server)} (PGDG) or set backup.pg_bin_dir to a newer client's bin"
+    raise ClientTooOld(f"{pg_dump} is PostgreSQL {_dotted(client)}, older than the server's {_dotted(server)} "
+                       f"(server_version_num {num}): pg_dump cannot dump a newer server, no backup was taken{hint}")
+
+
 def _version_key(path: str) -> float:
     try:
         return float(path.split("/")[-2])
@@ -301,6 +355,7 @@ def make_backup(cfg, state, verify_restore: bool | None = None, dry_run: bool = 
             log.warning("removed the partial file of an earlier run: %s", stale)
         conn = pg.connect(target, cfg.database.connect_timeout)
         try:
+            check_client(cfg, pg_dump, conn)
             conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
             with conn.cursor() as cur:
                 cur.execute("SELECT pg_export_snapshot()")

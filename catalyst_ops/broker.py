@@ -175,6 +175,8 @@ class Broker:
         try:
             body = self._call("DELETE", f"{base}/{symbol}", f"close {symbol}")
         except BrokerError as exc:
+            if exc.status == 404:  # "position does not exist": it closed meanwhile, which is what was asked
+                return CloseResult(symbol, True, 404, "already closed")
             return CloseResult(symbol, False, exc.status, str(exc))
         return CloseResult(symbol, True, 200, _message(body))
 
@@ -193,12 +195,16 @@ def _close_result(item: Any) -> CloseResult:
 
 
 def _retry_after(headers: dict, default: float, cap: float) -> float:
-    for k, v in (headers or {}).items():
-        if k.lower() == "retry-after":
-            try:
-                return max(0.0, min(float(v), cap))
-            except ValueError:
-                break
+    """Seconds to wait after a 429: Retry-After, else Alpaca's X-Ratelimit-Reset (epoch seconds), else
+    the backoff; never more than `cap`."""
+    h = {k.lower(): v for k, v in (headers or {}).items()}
+    try:
+        if "retry-after" in h:
+            return max(0.0, min(float(h["retry-after"]), cap))
+        if "x-ratelimit-reset" in h:
+            return max(0.0, min(float(h["x-ratelimit-reset"]) - time.time(), cap))
+    except ValueError:
+        pass
     return min(default, cap)
 
 

@@ -1,4 +1,10 @@
-"""What a docker compose file gives each container as its environment.
+"""What the stack's docker compose file says: read, never run.
+
+Two questions are asked of it. Which Redis the stack runs beside the nine services (upstream's
+compose has a `redis` service, `redis:7-alpine`, published on 6379, started with
+`--requirepass ${REDIS_PASSWORD:-...}`), so the health sweep checks it where the stack has it
+and with the password compose itself gives it. And what it gives each container as its
+environment:
 
 A `.env` change reaches a container only if the compose file passes the key to that service
 (an `environment:` entry interpolated from the project's `.env`, or an `env_file:` that holds
@@ -15,12 +21,16 @@ winning over `env_file`, and interpolation of `$VAR`, `${VAR}`, `${VAR:-default}
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from catalyst_ops.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 _VAR = re.compile(r"\$(?:(\$)|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])((?:[^{}]|\{[^{}]*\})*))?\}|([A-Za-z_][A-Za-z0-9_]*))")
 
@@ -120,6 +130,20 @@ def _scalar(v) -> str:
     return "" if v is None else str(v)
 
 
+def load_data(path: str) -> dict | None:
+    """The parsed compose file, or None when it cannot be read (no file, no access, bad YAML): for
+    looking things up where a missing file is not an error (the Redis check)."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        log.debug("compose file %s not read: %s", path, exc.__class__.__name__)
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def load(path: str | Path) -> ComposeFile:
     import yaml
 
@@ -160,3 +184,60 @@ def load(path: str | Path) -> ComposeFile:
                 files.append((str(item), True))
         services[str(name)] = ComposeService(str(name), spec.get("container_name"), env_items, files)
     return ComposeFile(path, services)
+
+
+# ---------------------------------------------------------------------- Redis
+
+
+@dataclass
+class RedisService:
+    name: str  # the compose service name: what `docker compose restart NAME` takes
+    port: int  # the host port it is published on
+    requirepass: str | None  # the --requirepass argument as written (may hold ${...})
+
+
+def _published_port(ports: Any, container_port: int = 6379) -> int | None:
+    for item in ports or []:
+        if isinstance(item, dict):  # long syntax
+            if int(item.get("target", 0) or 0) == container_port and item.get("published"):
+                try:
+                    return int(str(item["published"]).split("-")[0])
+                except ValueError:
+                    continue
+            continue
+        parts = str(item).split("/")[0].split(":")
+        if len(parts) >= 2 and parts[-1].isdigit() and int(parts[-1]) == container_port and parts[-2].isdigit():
+            return int(parts[-2])
+    return None
+
+
+def _requirepass(command: Any) -> str | None:
+    words = command if isinstance(command, list) else str(command or "").split()
+    words = [str(w) for w in words]
+    for i, w in enumerate(words):
+        if w == "--requirepass" and i + 1 < len(words):
+            return words[i + 1].strip("'\"")
+        if w.startswith("--requirepass="):
+            return w.split("=", 1)[1].strip("'\"")
+    return None
+
+
+def redis_service(data: dict | None) -> RedisService | None:
+    """The compose service that runs Redis (named `redis`, or with a redis image) and is published
+    on a host port; None when the stack has none we could reach from the host."""
+    services = (data or {}).get("services")
+    if not isinstance(services, dict):
+        return None
+    candidates = [n for n in services if n == "redis"] + [
+        n for n, s in services.items() if n != "redis" and isinstance(s, dict)
+        and str(s.get("image", "")).split("/")[-1].startswith("redis")]
+    for name in candidates:
+        svc = services.get(name)
+        if not isinstance(svc, dict):
+            continue
+        port = _published_port(svc.get("ports"))
+        if port is None:
+            log.debug("compose service %s publishes no port for 6379: not checked from the host", name)
+            continue
+        return RedisService(str(name), port, _requirepass(svc.get("command")))
+    return None

@@ -21,6 +21,11 @@ from catalyst_ops.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = "/etc/catalyst/ops.yml"
 
+# Redis beside the nine (upstream compose: service `redis`, container catalyst-redis); checked where
+# the stack has it, see _load_services.
+REDIS = "redis"
+REDIS_PORT = 6379
+
 # The nine services of the contract and their default ports (DESIGN.md).
 DEFAULT_PORTS = {
     "orchestration": 5000,
@@ -68,6 +73,9 @@ class ServiceConfig:
     container: str | None = None  # compose service name; None: the service name
     enabled: bool = True
     extra: bool = False  # a service beyond the nine: must say so, so a typo is never a new service
+    # http: GET health_path; redis: AUTH + PING in the Redis protocol (no HTTP health route)
+    kind: str = field(default="http", **_meta(choices=["http", "redis"]))
+    password_env: str | None = None  # kind redis: the .env key holding its password
 
 
 @dataclass
@@ -291,6 +299,7 @@ class Config:
     source: str = "<defaults>"
     profile_data: dict[str, Any] = field(default_factory=dict)
     _env: dict[str, str] | None = None
+    _compose_redis: Any = None  # composefile.RedisService of the compose file, when it has one
 
     @property
     def reports_path(self) -> str:
@@ -335,6 +344,20 @@ class Config:
 
     def service_timeout(self, name: str) -> float:
         return self.service(name).timeout or self.health.timeout
+
+    def service_password(self, name: str) -> str | None:
+        """A kind-redis service's password: the .env's `password_env` key, else what the compose file's
+        `--requirepass ${REDIS_PASSWORD:-...}` gives it (compose's own default), else none."""
+        from catalyst_ops import composefile
+
+        svc = self.service(name)
+        env = self.env(required=False)
+        if svc.password_env and env.get(svc.password_env):
+            return env[svc.password_env]
+        cr = self._compose_redis
+        if cr is not None and cr.requirepass and (svc.container or name) == cr.name:
+            return composefile.interpolate(cr.requirepass, env) or None
+        return None
 
 
 # ---------------------------------------------------------------- validation
@@ -400,7 +423,7 @@ def _coerce(value: Any, tp: Any, where: str, source: str, meta: dict) -> Any:
     return value
 
 
-_INTERNAL = {"source", "profile_data", "_env"}
+_INTERNAL = {"source", "profile_data", "_env", "_compose_redis"}
 
 
 def _build(cls: type, raw: Any, where: str, source: str) -> Any:
@@ -427,7 +450,8 @@ def _build(cls: type, raw: Any, where: str, source: str) -> Any:
 def _merge(base: dict, over: dict) -> dict:
     out = dict(base)
     for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
+        # an empty mapping replaces (clears) rather than merges: `degraded_fields: {}` turns the rule off
+        if isinstance(v, dict) and v and isinstance(out.get(k), dict):
             out[k] = _merge(out[k], v)
         else:
             out[k] = v
@@ -450,6 +474,16 @@ def load_profile(name: str, source: str, overrides: dict | None = None) -> dict:
     if not isinstance(data, dict):
         raise ConfigError(str(path), None, "expected a mapping at the top level")
     return _merge(data, overrides or {})
+
+
+def mode_refusal(profile_data: dict, mode: str) -> str | None:
+    """Why the profile refuses a workflow mode word, or None when it is one of `workflow.modes`."""
+    w = profile_data.get("workflow", {}) or {}
+    modes = w.get("modes") or []
+    if not modes or mode in modes:
+        return None
+    reason = (w.get("refused_modes") or {}).get(mode) or "the service treats any other word as aggressive"
+    return f"expected one of {', '.join(modes)}, got {mode!r}: {reason}"
 
 
 def resolve_path(cli_path: str | None) -> tuple[str | None, bool]:
@@ -489,16 +523,21 @@ def load(cli_path: str | None = None) -> Config:
             raise ConfigError(path, None, "expected a mapping at the top level")
     cfg = _build(Config, raw, "", source)
     cfg.source = source
-    cfg.services = _load_services(raw.get("services"), source)
-    if not cfg.services:
+    compose_path = detect_compose_file(cfg) if cfg.runtime.kind == "compose" else None
+    if compose_path:
+        from catalyst_ops import composefile
+
+        cfg._compose_redis = composefile.redis_service(composefile.load_data(compose_path))
+    cfg.services = _load_services(raw.get("services"), source, cfg._compose_redis)
+    if not cfg.enabled_services():
         raise ConfigError(source, "services", "expected at least one service")
     cfg.profile_data = load_profile(cfg.profile, source, cfg.profile_overrides)
     # cross-field checks
     if cfg.workflow.service not in cfg.services:
         raise ConfigError(source, "workflow.service", f"expected one of the configured services, got {cfg.workflow.service!r}")
-    modes = cfg.profile_data.get("workflow", {}).get("modes", [])
-    if modes and cfg.workflow.mode not in modes:
-        raise ConfigError(source, "workflow.mode", f"expected one of {', '.join(modes)} (the service treats any other word as aggressive), got {cfg.workflow.mode!r}")
+    refusal = mode_refusal(cfg.profile_data, cfg.workflow.mode)
+    if refusal:
+        raise ConfigError(source, "workflow.mode", refusal)
     if not cfg.trading.stages:
         raise ConfigError(source, "trading.stages", "expected at least one ramp stage")
     if cfg.runtime.kind == "command":
@@ -532,9 +571,14 @@ def default_env_file(cfg: "Config") -> str:
     return os.path.join(os.path.dirname(compose), ".env") if compose else DEFAULT_ENV_FILE
 
 
-def _load_services(raw: Any, source: str) -> dict[str, ServiceConfig]:
-    """The nine default services, with per-service overrides; a name outside the nine needs a port."""
+def _load_services(raw: Any, source: str, compose_redis=None) -> dict[str, ServiceConfig]:
+    """The nine default services, with per-service overrides; a name outside the nine needs a port.
+    Redis is a tenth, enabled by default only where the stack has it: a compose runtime whose file
+    runs a published Redis (its service name is what a restart takes)."""
     services = {name: ServiceConfig(port=port) for name, port in DEFAULT_PORTS.items()}
+    services[REDIS] = ServiceConfig(port=compose_redis.port if compose_redis else REDIS_PORT, kind="redis",
+                                    container=compose_redis.name if compose_redis else None,
+                                    password_env="REDIS_PASSWORD", enabled=compose_redis is not None)
     if raw is None:
         return services
     if not isinstance(raw, dict):
@@ -550,7 +594,7 @@ def _load_services(raw: Any, source: str) -> dict[str, ServiceConfig]:
             raise ConfigError(source, where, "expected a mapping (port, host, health_path, ...) or false to remove it")
         if name not in services and not (body.get("extra") is True and "port" in body):
             raise ConfigError(source, where, f"unknown service; the nine are {', '.join(DEFAULT_PORTS)} "
-                              "(another one needs `extra: true` and a port)")
+                              f"(and {REDIS}; another one needs `extra: true` and a port)")
         base = dataclasses.asdict(services.get(name, ServiceConfig()))
         base.update(body)
         services[str(name)] = _build(ServiceConfig, base, where, source)

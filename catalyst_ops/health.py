@@ -3,6 +3,8 @@
 Healthy = HTTP 200 and, where the body is JSON with the profile's status field, that field
 is one of the service's healthy words. The real services answer 200 with "unhealthy" or
 "degraded" bodies, and orchestration answers plain text: a 200 with a non-JSON body is healthy.
+A healthy word beside a profile `degraded_fields` value ("database": "disconnected") is degraded.
+Redis (a kind-redis service) is checked in its own protocol: AUTH + PING.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from catalyst_ops.errors import OpsError
 
 HEALTHY = "healthy"
 DEGRADED = "degraded"
@@ -45,8 +49,9 @@ class HealthResult:
 
 
 def classify(service: str, status: int, body_text: str, healthy_words: list[str], degraded_words: list[str],
-             status_field: str) -> tuple[str, str, Any]:
-    """(state, detail, parsed body) from an HTTP answer."""
+             status_field: str, degraded_fields: dict[str, list[str]] | None = None) -> tuple[str, str, Any]:
+    """(state, detail, parsed body) from an HTTP answer. `degraded_fields` (field -> values) turns a
+    healthy word into degraded when the body also says e.g. "database": "disconnected"."""
     body: Any = body_text
     status_word = None
     try:
@@ -65,6 +70,10 @@ def classify(service: str, status: int, body_text: str, healthy_words: list[str]
         return HEALTHY, "HTTP 200", body
     word = str(status_word)
     if word in healthy_words:
+        bad = [f"{k}={parsed.get(k)}" for k, values in (degraded_fields or {}).items()
+               if parsed.get(k) is not None and str(parsed.get(k)) in [str(v) for v in values or []]]
+        if bad:
+            return DEGRADED, f"HTTP 200 status={word} {' '.join(bad)}", body
         return HEALTHY, f"HTTP 200 status={word}", body
     if word in degraded_words:
         return DEGRADED, f"HTTP 200 status={word}", body
@@ -75,7 +84,8 @@ def classify(service: str, status: int, body_text: str, healthy_words: list[str]
 
 
 def check_one(service: str, host: str, port: int, path: str, timeout: float, healthy_words: list[str],
-              degraded_words: list[str], status_field: str = "status") -> HealthResult:
+              degraded_words: list[str], status_field: str = "status",
+              degraded_fields: dict[str, list[str]] | None = None) -> HealthResult:
     started = time.monotonic()
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
@@ -84,7 +94,8 @@ def check_one(service: str, host: str, port: int, path: str, timeout: float, hea
         # bounded read: a health body is small
         text = resp.read(65536).decode("utf-8", errors="replace")
         latency = (time.monotonic() - started) * 1000
-        state, detail, body = classify(service, resp.status, text, healthy_words, degraded_words, status_field)
+        state, detail, body = classify(service, resp.status, text, healthy_words, degraded_words, status_field,
+                                       degraded_fields)
         return HealthResult(service, state, resp.status, round(latency, 1), detail, body)
     except ConnectionRefusedError:
         return HealthResult(service, DOWN, None, None, f"connection refused on {host}:{port}")
@@ -98,19 +109,100 @@ def check_one(service: str, host: str, port: int, path: str, timeout: float, hea
         conn.close()
 
 
+# Redis error replies that mean "up, but not ready" rather than broken: reported, not restarted
+_REDIS_BUSY = ("LOADING", "BUSY", "MASTERDOWN")
+
+
+def _resp(*words: str) -> bytes:
+    out = [f"*{len(words)}\r\n".encode()]
+    for w in words:
+        b = w.encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(b), b))
+    return b"".join(out)
+
+
+def _redis_reply(fh) -> tuple[str, str]:
+    """One reply: ('+', text) simple, ('-', text) error, or (prefix, first line) for anything else."""
+    line = fh.readline(512)
+    if not line:
+        raise ConnectionResetError("closed")
+    if not line.endswith(b"\r\n") or line[:1] not in b"+-:$*":
+        raise ValueError(f"not the Redis protocol: {line[:40]!r}")
+    return line[:1].decode(), line[1:-2].decode("utf-8", errors="replace")
+
+
+def check_redis(service: str, host: str, port: int, password: str | None, timeout: float) -> HealthResult:
+    """AUTH (when a password is known) and PING in the Redis protocol, as `redis-cli -a ... ping` would.
+    PONG: healthy. Refused AUTH or NOAUTH: degraded (Redis answers; our password is what is wrong, and a
+    restart would not fix it). LOADING/BUSY: degraded (starting). Other errors: unhealthy."""
+    from catalyst_ops import log as opslog
+
+    opslog.add_secret(password)
+    started = time.monotonic()
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except ConnectionRefusedError:
+        return HealthResult(service, DOWN, None, None, f"connection refused on {host}:{port}")
+    except (socket.timeout, TimeoutError):
+        return HealthResult(service, TIMEOUT, None, None, f"no answer within {timeout:g}s")
+    except OSError as exc:
+        return HealthResult(service, ERROR, None, None, f"{exc.__class__.__name__}: {exc}")
+    try:
+        sock.settimeout(timeout)
+        sock.sendall((_resp("AUTH", password) if password else b"") + _resp("PING"))
+        fh = sock.makefile("rb")
+        auth = _redis_reply(fh) if password else None
+        kind, text = _redis_reply(fh)
+        latency = round((time.monotonic() - started) * 1000, 1)
+        note = ""
+        if auth and auth[0] == "-":
+            if "without any password configured" in auth[1] or "no password is set" in auth[1]:
+                note = " (the server has no password; the one configured is not needed)"
+            else:
+                return HealthResult(service, DEGRADED, None, latency,
+                                    f"answers, but refused our AUTH: {auth[1][:120]} (check REDIS_PASSWORD in the .env)")
+        if kind == "+" and text == "PONG":
+            return HealthResult(service, HEALTHY, None, latency, "PONG" + note)
+        if kind == "-" and text.startswith("NOAUTH"):
+            return HealthResult(service, DEGRADED, None, latency,
+                                "answers, but wants a password (set REDIS_PASSWORD in the .env)")
+        if kind == "-" and text.split(" ", 1)[0] in _REDIS_BUSY:
+            return HealthResult(service, DEGRADED, None, latency, f"not ready: {text[:120]}")
+        return HealthResult(service, UNHEALTHY, None, latency, f"PING answered {kind}{text[:120]}")
+    except (socket.timeout, TimeoutError):
+        return HealthResult(service, TIMEOUT, None, None, f"no answer within {timeout:g}s")
+    except (ConnectionResetError, BrokenPipeError) as exc:
+        return HealthResult(service, DOWN, None, None, f"connection closed: {exc.__class__.__name__}")
+    except (OSError, ValueError) as exc:
+        return HealthResult(service, ERROR, None, None, opslog.redact(f"{exc.__class__.__name__}: {exc}"))
+    finally:
+        sock.close()
+
+
 def sweep(cfg, services: list[str] | None = None, margin: float = 0.5) -> list[HealthResult]:
     """Check the services concurrently. The whole sweep is bounded by the largest timeout + margin."""
     names = services if services is not None else cfg.enabled_services()
     h = cfg.profile_data.get("health", {})
     degraded_words = h.get("degraded_words", ["degraded"])
+    degraded_fields = h.get("degraded_fields") or {}
     status_field = h.get("status_field", "status")
     results: dict[str, HealthResult] = {}
     lock = threading.Lock()
 
     def work(name: str) -> None:
         svc = cfg.service(name)
+        if svc.kind == "redis":
+            try:
+                password = cfg.service_password(name)
+            except OpsError as exc:  # a broken .env: say so instead of guessing a password
+                res = HealthResult(name, ERROR, None, None, str(exc))
+            else:
+                res = check_redis(name, svc.host, svc.port, password, cfg.service_timeout(name))
+            with lock:
+                results[name] = res
+            return
         res = check_one(name, svc.host, svc.port, cfg.health_path(name), cfg.service_timeout(name),
-                        cfg.healthy_words(name), degraded_words, status_field)
+                        cfg.healthy_words(name), degraded_words, status_field, degraded_fields)
         with lock:
             results[name] = res
 

@@ -49,10 +49,11 @@ def build_body(cfg, overrides: dict | None = None) -> dict:
     values = {"mode": w.mode, "max_positions": w.max_positions, "scan_frequency": w.scan_frequency,
               "risk_level": w.risk_level, "risk_per_trade": w.risk_per_trade}
     values.update(overrides or {})
-    modes = _wf(cfg).get("modes") or []
-    if modes and values["mode"] not in modes:
-        raise OpsError(f"workflow mode {values['mode']!r} refused: the service treats any word but "
-                       f"{', '.join(modes)} as aggressive", USAGE)
+    from catalyst_ops.config import mode_refusal
+
+    refusal = mode_refusal(cfg.profile_data, values["mode"])
+    if refusal:
+        raise OpsError(f"workflow mode refused: {refusal}", USAGE)
     keys = _wf(cfg).get("start", {}).get("body_keys", {})
     body = {}
     for name, value in values.items():

@@ -139,5 +139,5 @@ def standin_factory(tmp_path):
         run_cli("sandbox", "down", "--rundir", s.rundir)
 
 
-# the throw-away PostgreSQL cluster fixtures (pg, pgdb) live in tests/pgcluster.py
-pytest_plugins = ["pgcluster"]
+# the throw-away PostgreSQL cluster fixtures (pg, pgdb) live in tests/pgcluster.py, Redis in tests/redisserver.py
+pytest_plugins = ["pgcluster", "redisserver"]

@@ -102,6 +102,61 @@ def test_plan_spelling_single_alert_email(standin, smtp):
     assert smtp.wait_for(1)[0].rcpt_tos == ["plan@example.test"]
 
 
+def _warnings(text: str, key: str) -> list[str]:
+    return [ln for ln in text.splitlines() if " warning: " in ln and f": {key} " in ln]
+
+
+def test_upstream_key_spellings_accepted_with_one_warning_each(standin, smtp):
+    """Upstream's compose passes SMTP_SERVER and ALERT_EMAIL, its alerts code reads SMTP_USER: a .env
+    written for it works, and each alias is named, with the file, once."""
+    wire(standin, smtp, SMTP_HOST=None, SMTP_SERVER="localhost", SMTP_USERNAME=None, SMTP_USER=smtp.username,
+         ALERT_EMAIL_CRITICAL=None, ALERT_EMAIL_WARNING=None, ALERT_EMAIL_INFO=None, ALERT_EMAIL="upstream@example.test")
+    res = standin.cli("alert", "test", "--severity", "warning")
+    assert res.code == 0, res.text
+    assert smtp.wait_for(1)[0].rcpt_tos == ["upstream@example.test"]
+    assert smtp.bad_logins == 0  # logged in as SMTP_USER
+    for key in ("SMTP_SERVER", "SMTP_USER", "ALERT_EMAIL"):
+        lines = _warnings(res.err, key)
+        assert len(lines) == 1 and str(standin.env_file) in lines[0], res.err
+    assert "read as SMTP_HOST" in _warnings(res.err, "SMTP_SERVER")[0]
+
+
+def test_canonical_smtp_keys_win_over_the_aliases(standin, smtp):
+    wire(standin, smtp, SMTP_SERVER="no-such-host.invalid", SMTP_USER="someone-else", ALERT_EMAIL="x@example.test")
+    res = standin.cli("alert", "test")
+    assert res.code == 0, res.text  # SMTP_HOST, SMTP_USERNAME and ALERT_EMAIL_CRITICAL were used
+    assert smtp.wait_for(1)[0].rcpt_tos == ["oncall@example.test"]
+    assert "SMTP_SERVER is ignored: SMTP_HOST is set" in _warnings(res.err, "SMTP_SERVER")[0]
+    assert _warnings(res.err, "ALERT_EMAIL") == []  # every severity has its own key
+
+
+def test_alias_warning_once_per_run_not_per_pass(standin, smtp, tmp_path):
+    """The monitor loads the SMTP settings at every pass; its log gets the warning once."""
+    import signal
+    import subprocess
+
+    wire(standin, smtp, "  interval: 0.2\n", SMTP_HOST=None, SMTP_SERVER="localhost")
+    log_path = tmp_path / "monitor.log"
+    with open(log_path, "wb") as fh:
+        p = subprocess.Popen([sys.executable, "-m", "catalyst_ops", "--config", str(standin.config), "monitor"],
+                             stdout=fh, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                n = db(standin).execute("SELECT COUNT(*) FROM health_sweeps WHERE source='monitor'").fetchone()[0]
+            except sqlite3.OperationalError:
+                n = 0
+            if n >= 5:
+                break
+            time.sleep(0.1)
+        assert n >= 5
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(10)
+    assert len(_warnings(log_path.read_text(), "SMTP_SERVER")) == 1, log_path.read_text()
+
+
 def test_conflicting_tls_keys_are_refused(standin, smtp):
     wire(standin, smtp, SMTP_USE_TLS="false")
     res = standin.cli("alert", "test")

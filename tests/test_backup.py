@@ -148,6 +148,10 @@ def test_password_never_in_argv_env_logs_or_state(pgdb, tmp_path):
     res = run_cli("-v", "backup", "--verify-restore", config=pgdb.config)
     assert res.code == 0, res.text
     argvs = sorted(logdir.glob("*.argv"))
+    # `pg_dump --version` (checked against the server's version first) passes nothing else
+    versions = [p for p in argvs if p.read_text().splitlines()[1:] == ["--version"]]
+    assert len(versions) == 1 and versions[0].name.startswith("pg_dump")
+    argvs = [p for p in argvs if p not in versions]
     tools = {p.name.split(".")[0] for p in argvs}
     assert tools == {"pg_dump", "pg_restore"}  # pg_dump, pg_restore --list, pg_restore into the scratch DB
     assert len(argvs) == 3
@@ -209,6 +213,54 @@ def test_dump_that_fails_midway_leaves_no_partial_file(pgdb, tmp_path):
     st = pgdb.state()
     assert st.execute("SELECT status FROM backups").fetchone()[0] == "failed"
     assert st.execute("SELECT severity FROM alerts").fetchone()[0] == "critical"
+
+
+def _versioned_pg_dump(tmp: Path, real_dir: str, version: str) -> tuple[Path, Path]:
+    """A pg_dump that reports `version` for --version and is the real one otherwise (only one PostgreSQL
+    is installed here), beside the real pg_restore; and the file its real runs are logged to."""
+    bindir = tmp / f"pgbin-{version}"
+    bindir.mkdir()
+    calls = tmp / f"calls-{version}"
+    (bindir / "pg_dump").write_text(f"""#!/bin/sh
+if [ "$1" = "--version" ]; then echo "pg_dump (PostgreSQL) {version} (Debian {version}-1.pgdg120+1)"; exit 0; fi
+echo run >> "{calls}"
+exec "{real_dir}/pg_dump" "$@"
+""")
+    (bindir / "pg_dump").chmod(0o755)
+    (bindir / "pg_restore").symlink_to(Path(real_dir) / "pg_restore")
+    return bindir, calls
+
+
+def test_pg_dump_older_than_the_server_is_refused_before_the_backup(pgdb, tmp_path):
+    _fill(pgdb, 10)
+    server = int(pgdb.sql("SHOW server_version_num")[0][0]) // 10000
+    old_bin, calls = _versioned_pg_dump(tmp_path, pgdb.cluster.bin_dir, f"{server - 1}.9")
+    pgdb.config.write_text(pgdb.config.read_text().replace("  timeout: 120\n", f"  timeout: 120\n  pg_bin_dir: {old_bin}\n"))
+    res = run_cli("backup", config=pgdb.config)
+    assert res.code == 2, res.text
+    [line] = [ln for ln in res.err.splitlines() if ln.strip()]
+    assert f"is PostgreSQL {server - 1}.9, older than the server's {server}" in line and "backup.pg_bin_dir" in line
+    assert "Traceback" not in res.err
+    assert not calls.exists()  # pg_dump never ran
+    assert not pgdb.backup_dir.exists() or list(pgdb.backup_dir.iterdir()) == []
+    st = pgdb.state()
+    assert st.execute("SELECT status FROM backups").fetchone()[0] == "failed"
+    assert tuple(st.execute("SELECT severity, subject_key FROM alerts").fetchone()) == ("critical", "backup")
+    # the same major, or a newer client, dumps as before
+    for version in (f"{server}.1", f"{server + 2}.0"):
+        new_bin, calls = _versioned_pg_dump(tmp_path, pgdb.cluster.bin_dir, version)
+        text = pgdb.config.read_text().replace(f"pg_bin_dir: {old_bin}", f"pg_bin_dir: {new_bin}")
+        pgdb.config.write_text(text)
+        old_bin = new_bin
+        res = run_cli("backup", config=pgdb.config)
+        assert res.code == 0, res.text
+        assert calls.read_text() == "run\n"
+
+
+@pytest.mark.parametrize("num, server", [(150004, (15,)), (170002, (17,)), (90624, (9, 6)), (100023, (10,))])
+def test_server_major_from_version_num(num, server):
+    assert backup_mod.server_major(num) == server
+    assert backup_mod.major((9, 6, 24)) == (9, 6) and backup_mod.major((16, 2)) == (16,)
 
 
 def test_retention_by_age_and_count(pgdb):

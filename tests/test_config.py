@@ -24,7 +24,8 @@ def _one_line_error(res) -> str:
     ("runtime:\n  kind: kubernetes\n", ["runtime.kind", "compose, systemd, command"]),
     ("runtime:\n  kind: command\n", ["runtime.commands.start", "expected a command line"]),
     ("healthh:\n  timeout: 3\n", ["healthh", "unknown key"]),
-    ("workflow:\n  mode: aggressive\n", ["workflow.mode", "aggressive"]),
+    ("workflow:\n  mode: aggressive\n", ["workflow.mode", "aggressive", "doubles the size"]),
+    ("workflow:\n  mode: yolo\n", ["workflow.mode", "treats any other word as aggressive"]),
     ("alerts:\n  verify_tls: 'yes'\n", ["alerts.verify_tls", "true or false"]),
     ("health: [1, 2]\n", ["health", "expected a mapping"]),
     ("- just\n- a list\n", ["top level"]),
@@ -89,7 +90,26 @@ def test_defaults_without_a_file(monkeypatch, tmp_path):
     monkeypatch.setattr(config, "DEFAULT_CONFIG_PATH", str(tmp_path / "absent.yml"))
     c = config.load(None)
     assert c.source == "<defaults>"
-    assert list(c.services) == ["orchestration", "scanner", "pattern", "technical", "risk-manager", "trading",
-                                "workflow", "news", "reporting"]
+    assert c.enabled_services() == ["orchestration", "scanner", "pattern", "technical", "risk-manager", "trading",
+                                    "workflow", "news", "reporting"]
+    # no compose file with a Redis at the default path: Redis is known but not checked
+    assert c.services["redis"].kind == "redis" and not c.services["redis"].enabled
     assert c.services["news"].port == 5008 and c.health.timeout == 5.0
     assert c.health_path("orchestration") == "/health"
+
+
+def test_autonomous_mode_refused_with_the_coordinators_reason(tmp_path):
+    """Upstream's crontab sends "mode": "autonomous"; the coordinator then skips the pattern and
+    technical filters and places a 5% stop after risk-manager approved a 2% one. Refused, saying so,
+    unless the operator knowingly adds it to the profile's modes."""
+    cfg = tmp_path / "ops.yml"
+    cfg.write_text("workflow:\n  mode: autonomous\n")
+    line = _one_line_error(run_cli("config", "check", str(cfg)))
+    for part in ("workflow.mode", "'autonomous'", "2% stop", "5% stop / 10% target", "2.5 times"):
+        assert part in line, line
+    cfg.write_text("workflow:\n  mode: autonomous\nprofile_overrides:\n  workflow:\n"
+                   "    modes: [normal, conservative, autonomous]\n")
+    assert run_cli("config", "check", str(cfg)).code == 0
+    from catalyst_ops import config, workflow
+
+    assert workflow.build_body(config.load(str(cfg)))["mode"] == "autonomous"

@@ -103,3 +103,23 @@ def test_two_health_runs_at_once_one_does_the_work(standin):
     assert db.execute("SELECT COUNT(*) FROM restarts").fetchone()[0] == 1
     statuses = sorted(r[0] for r in db.execute("SELECT status FROM job_runs WHERE job='health'"))
     assert statuses == ["failed", "skipped"]
+
+
+def test_healthy_word_without_database_is_degraded_not_restarted(standin):
+    """scanner and news answer "healthy" with "database": "disconnected" when they have no pool: that is
+    degraded (reported and alerted as a warning, not restarted), by the real profile's degraded_fields."""
+    standin.fault("scanner", "db-disconnected")
+    standin.fault("news", "db-disconnected")
+    res = standin.cli("health", "--json")
+    assert res.code == 0, res.text
+    data = json.loads(res.out)
+    by = {s["service"]: s for s in data["services"]}
+    assert by["scanner"]["state"] == by["news"]["state"] == "degraded"
+    assert "database=disconnected" in by["scanner"]["detail"]
+    assert data["restarts"] == []
+    alerts = sqlite3.connect(standin.state_db).execute(
+        "SELECT severity, subject FROM alerts WHERE subject NOT LIKE 'WATCHDOG%'").fetchall()
+    assert alerts == [("warning", "DEGRADED: 2 services: scanner, news")]
+    # the rule is the profile's: without it the same answer is healthy
+    standin.append_config("profile_overrides:\n  health:\n    degraded_fields: {}\n")
+    assert _states(standin.cli("status", "--json").out)["scanner"] == "healthy"

@@ -2,9 +2,13 @@
 
 Settings come from the stack's `.env`. Both spellings are accepted: the real stack's
 `SMTP_TLS` + `ALERT_EMAIL_CRITICAL`/`_WARNING`/`_INFO`, and the plan's `SMTP_USE_TLS` +
-one `ALERT_EMAIL`. Every step of a send is classified (DNS, connect, TLS, authentication,
-sender refused, recipient refused, message refused) so `alert test` can say exactly what
-failed; the password is registered as a secret and never appears in a message.
+one `ALERT_EMAIL`. Upstream's compose and alerts code spell the host `SMTP_SERVER` and the login
+`SMTP_USER`: those aliases are accepted with a warning (the canonical key wins when both are set),
+as is `ALERT_EMAIL` standing in for a severity without its own key. Each warning names the key and
+the file and is logged once per process, so a cron log gets one line per run, not one per send.
+Every step of a send is classified (DNS, connect, TLS, authentication, sender refused, recipient
+refused, message refused) so `alert test` can say exactly what failed; the password is registered
+as a secret and never appears in a message.
 """
 
 from __future__ import annotations
@@ -16,8 +20,14 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
+import logging
+
 from catalyst_ops import log
 from catalyst_ops.errors import USAGE, ConfigError, OpsError
+
+_log = logging.getLogger(__name__)
+# (key, file) already warned about in this process
+_warned: set[tuple[str, str]] = set()
 
 SEVERITIES = ("critical", "warning", "info")
 _TRUE = {"1", "true", "yes", "on", "starttls"}
@@ -72,9 +82,30 @@ def _tls_mode(env: dict, source: str, port: int) -> str:
     return "ssl" if port == 465 else "starttls"
 
 
+def _warn_once(key: str, source: str, message: str) -> None:
+    if (key, source) in _warned:
+        return
+    _warned.add((key, source))
+    _log.warning("%s: %s", source, message)
+
+
+def _key(env: dict, source: str, canonical: str, alias: str) -> str:
+    """The canonical key's value, else the alias's (with a warning); the canonical key wins."""
+    value = env.get(canonical, "").strip()
+    other = env.get(alias, "").strip()
+    if value:
+        if other and other != value:
+            _warn_once(alias, source, f"{alias} is ignored: {canonical} is set and wins")
+        return value
+    if other:
+        _warn_once(alias, source, f"{alias} read as {canonical} (upstream's spelling); write {canonical} "
+                   "to silence this warning")
+    return other
+
+
 def settings_from_env(env: dict, source: str) -> SmtpSettings | None:
-    """SMTP settings from the .env, or None when SMTP_HOST is not set (email not configured)."""
-    host = env.get("SMTP_HOST", "").strip()
+    """SMTP settings from the .env, or None when SMTP_HOST (or SMTP_SERVER) is not set (email not configured)."""
+    host = _key(env, source, "SMTP_HOST", "SMTP_SERVER")
     if not host:
         return None
     port_text = env.get("SMTP_PORT", "").strip() or "587"
@@ -86,23 +117,30 @@ def settings_from_env(env: dict, source: str) -> SmtpSettings | None:
         raise ConfigError(source, "SMTP_PORT", f"expected a port number 1-65535, got {port_text!r}")
     password = env.get("SMTP_PASSWORD", "")
     log.add_secret(password)
-    username = env.get("SMTP_USERNAME", "").strip()
+    username = _key(env, source, "SMTP_USERNAME", "SMTP_USER")
     sender = env.get("SMTP_FROM", "").strip() or username
     if not sender:
         raise ConfigError(source, "SMTP_FROM", "expected the sender address (or SMTP_USERNAME)")
     single = _split(env.get("ALERT_EMAIL", ""))
     per = {sev: _split(env.get(f"ALERT_EMAIL_{sev.upper()}", "")) for sev in SEVERITIES}
     recipients: dict[str, list[str]] = {}
+    via_single = []
     for sev in SEVERITIES:
         # own key, else the single ALERT_EMAIL, else the nearest more severe route: never drop an alert
         # because one severity has no address of its own
         route = per[sev] or single
+        if not per[sev] and single:
+            via_single.append(sev)
         if not route:
             for other in SEVERITIES:
                 if per[other]:
                     route = per[other]
                     break
         recipients[sev] = route
+    if via_single:
+        _warn_once("ALERT_EMAIL", source, f"ALERT_EMAIL is the recipient of {', '.join(via_single)} alerts "
+                   f"(no {', '.join('ALERT_EMAIL_' + s.upper() for s in via_single)}); set the per-severity "
+                   "keys to silence this warning")
     if not any(recipients.values()):
         raise ConfigError(source, "ALERT_EMAIL", "expected ALERT_EMAIL or ALERT_EMAIL_CRITICAL/_WARNING/_INFO "
                           "(SMTP_HOST is set, but nobody to send to)")

@@ -58,7 +58,7 @@ def run_test(ctx, args: argparse.Namespace) -> int:
     cfg = ctx.cfg
     settings = email.settings_from_env(cfg.env(required=True), cfg.env_file)
     if settings is None:
-        raise OpsError(f"{cfg.env_file}: SMTP_HOST: not set; email alerts are not configured", USAGE)
+        raise OpsError(f"{cfg.env_file}: SMTP_HOST: not set (nor SMTP_SERVER); email alerts are not configured", USAGE)
     to = [args.to] if args.to else settings.route(args.severity)
     host = socket.gethostname()
     msg = email.build_message(settings, to, f"[Catalyst TEST] alert test from {host}",

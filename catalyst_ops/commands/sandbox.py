@@ -6,8 +6,11 @@ from pathlib import Path
 
 from catalyst_ops.errors import OK
 
-FAULT_HELP = ("down (process killed), hung (accepts, never answers), 500, slow (--seconds), unhealthy (200 with "
-              "status unhealthy; 503 on pattern/orchestration), degraded, cycle-failed / cycle-hang (workflow), "
+FAULT_HELP = ("down (process killed), hung (accepts, never answers), 500 (plain-text Internal Server Error), slow "
+              "(--seconds), unhealthy (200 with status unhealthy; 503 on pattern/orchestration), degraded, "
+              "db-disconnected (each service's answer without its database pool: healthy with \"database\": "
+              "\"disconnected\" on scanner/news/pattern, degraded on technical, unhealthy on trading/reporting), "
+              "cycle-failed / cycle-hang / start-supervised (400) / start-config-error (500) (workflow), "
               "close-fail (broker, --symbols, --attempts N: only the first N closes of each fail), rate-limit "
               "(broker: the next --attempts N requests get 429), clear")
 

@@ -54,7 +54,8 @@ class Account:
     def settle(self) -> None:
         now = time.time()
         for o in self.st["orders"]:
-            if o["status"] == "pending_cancel" and now >= o.get("cancel_at", 0):
+            # a seeded pending_cancel with no time of its own stays pending (a broker that is slow to cancel)
+            if o["status"] == "pending_cancel" and "cancel_at" in o and now >= o["cancel_at"]:
                 o["status"] = "canceled"
                 o["canceled_at"] = now
         if self.st["market_open"]:
@@ -83,9 +84,11 @@ class Account:
     def open_orders(self) -> list[dict]:
         return [o for o in self.st["orders"] if o["status"] in OPEN_STATUSES + ("pending_cancel",)]
 
-    def held_qty(self, symbol: str) -> float:
-        return sum(float(o["qty"]) for o in self.open_orders()
-                   if o["symbol"] == symbol and o.get("position_intent") == "close")
+    def holding_orders(self, pos: dict) -> list[dict]:
+        """Open orders that hold the position's shares: those on the closing side (a pending cancel
+        still holds them until it is done)."""
+        closing = "buy" if pos.get("side") == "short" else "sell"
+        return [o for o in self.open_orders() if o["symbol"] == pos["symbol"] and o.get("side") == closing]
 
     def _cancel_open(self, symbol: str | None = None) -> list[dict]:
         out = []
@@ -102,12 +105,14 @@ class Account:
             return 403, dict(SUSPENDED)
         if failing(sym):
             return 500, {"code": 50010000, "message": "internal error closing position"}
-        held = self.held_qty(sym)
+        holding = self.holding_orders(pos)
+        held = sum(float(o["qty"]) for o in holding)
         if held > 0:
             avail = max(0.0, float(pos["qty"]) - held)
             return 403, {"code": 40310000, "message": f"insufficient qty available for order (requested: {pos['qty']}, "
                          f"available: {avail:g})", "symbol": sym, "existing_qty": pos["qty"],
-                         "held_for_orders": f"{held:g}", "available": f"{avail:g}"}
+                         "held_for_orders": f"{held:g}", "available": f"{avail:g}",
+                         "related_orders": [o["id"] for o in holding]}
         side = "buy" if pos.get("side") == "short" else "sell"
         o = self._order(sym, pos["qty"], side, "market", intent="close")
         if self.st["market_open"]:

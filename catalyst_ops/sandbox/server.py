@@ -11,14 +11,18 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from datetime import datetime
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 STAGES = ["scanning", "filtering_news", "analyzing_patterns", "technical_analysis", "risk_validation", "executing_trades"]
-VERSIONS = {"orchestration": "6.0.3", "scanner": "6.0.1", "pattern": "5.2.0", "technical": "5.1.0",
-            "risk-manager": "7.0.0", "trading": "8.0.0", "workflow": "3.1.0", "news": "5.3.0", "reporting": "5.0.0"}
-
+# what each real service (63de899) says about itself in its health body: name and version
+IDENTITY = {"orchestration": ("orchestration", "6.0.3"), "scanner": ("scanner", "6.1.0"),
+            "pattern": ("pattern-service", "5.2.0"), "technical": ("Technical Analysis Service", "6.0.0"),
+            "risk-manager": ("risk-manager", "7.1.0"), "trading": ("trading", "8.5.0"),
+            "workflow": ("workflow-coordinator", "2.0.0"), "news": ("news", "6.0.0"), "reporting": ("reporting", "5.1.0")}
+VERSIONS = {svc: version for svc, (_, version) in IDENTITY.items()}
+SCHEMA = "v6.0 3NF normalized"
 
 def read_json(path: Path, default):
     try:
@@ -47,6 +51,40 @@ def announce(service: str) -> None:
     print(f"{stamp} - common.alpaca_trader - INFO - {line}", flush=True)
 
 
+def _utc_iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).replace(tzinfo=None).isoformat()
+
+
+def _start_body_errors(body) -> list[dict]:
+    """The 422 items pydantic 2 (the coordinator's WorkflowStartRequest) gives a start body."""
+    if not isinstance(body, dict):
+        return [{"type": "model_attributes_type", "loc": ["body"],
+                 "msg": "Input should be a valid dictionary or object to extract fields from", "input": body}]
+    errors = []
+    if "mode" in body and not isinstance(body["mode"], str):
+        errors.append({"type": "string_type", "loc": ["body", "mode"], "msg": "Input should be a valid string",
+                       "input": body["mode"]})
+    for key, kind in (("max_positions", "int"), ("scan_frequency", "int"), ("risk_level", "float")):
+        v = body.get(key)
+        if v is None or isinstance(v, bool):
+            continue
+        if kind == "int" and isinstance(v, float) and not v.is_integer():
+            errors.append({"type": "int_from_float", "loc": ["body", key],
+                           "msg": "Input should be a valid integer, got a number with a fractional part", "input": v})
+        elif isinstance(v, str):
+            try:
+                int(v) if kind == "int" else float(v)
+            except ValueError:
+                what = "integer, unable to parse string as an integer" if kind == "int" else \
+                    "number, unable to parse string as a number"
+                errors.append({"type": f"{kind}_parsing", "loc": ["body", key], "msg": f"Input should be a valid {what}",
+                               "input": v})
+        elif not isinstance(v, (int, float)):
+            errors.append({"type": f"{kind}_type", "loc": ["body", key],
+                           "msg": "Input should be a valid " + ("integer" if kind == "int" else "number"), "input": v})
+    return errors
+
+
 class StandIn:
     def __init__(self, service: str, rundir: Path, settings: dict):
         self.service = service
@@ -65,22 +103,67 @@ class StandIn:
 
     # ------------------------------------------------------------------ health
     def health(self):
+        """Each service's own /health answer at 63de899, and what it says without its database
+        (fault db-disconnected) or with it failing (unhealthy, degraded)."""
         f = self.fault().get("kind")
         svc = self.service
-        if svc == "orchestration":
+        if svc == "orchestration":  # checks only its HTTP session, never the database
             if f == "unhealthy":
-                return 503, "text/plain", "Service Unavailable - database ping failed"
+                return 503, "text/plain", "Service Initializing"
             return 200, "text/plain", f"OK - Orchestration v{VERSIONS['orchestration']}"
-        # no health body reports the trading mode (upstream): the mode is read from the process's
-        # environment or its AlpacaTrader log line, as on the droplet
-        body = {"status": "healthy", "service": svc, "version": VERSIONS.get(svc, "1.0.0"),
-                "timestamp": datetime.utcnow().isoformat() + "Z"}
+        now = datetime.now(timezone.utc).replace(tzinfo=None).isoformat()
+        name, version = IDENTITY.get(svc, (svc, "1.0.0"))
+        no_db = f == "db-disconnected"
+        db_word = "disconnected" if no_db else "connected"
+        if svc == "scanner":
+            body = {"status": "healthy", "service": name, "version": version, "schema": "actual deployed schema",
+                    "timestamp": now, "database": db_word, "redis": "connected"}
+        elif svc == "pattern":
+            if f == "unhealthy":  # its SELECT 1 or Redis PING raised: 503, two keys
+                return 503, "application/json", {"status": "unhealthy", "error": "Connect call failed ('10.0.0.5', 25060)"}
+            body = {"status": "healthy", "service": name, "version": version, "timestamp": now, "database": db_word,
+                    "redis": "connected", "normalized_schema": True, "uses_security_id": True, "uses_time_id": True}
+        elif svc == "technical":
+            down = no_db or f == "degraded"
+            body = {"status": "degraded" if down else "healthy", "service": name, "version": version, "timestamp": now,
+                    "database": "disconnected" if down else "healthy", "redis": "healthy"}
+        elif svc == "risk-manager":
+            body = {"status": "healthy", "service": name, "version": version, "schema": SCHEMA,
+                    "uses_security_id_fk": True, "uses_sector_joins": True}
+        elif svc == "trading":
+            if no_db:
+                return 200, "application/json", {"status": "unhealthy", "error": "unknown",
+                                                 "message": "Database pool not initialized"}
+            if f == "unhealthy":
+                return 200, "application/json", {"status": "unhealthy", "error": "database_unavailable",
+                                                 "message": "connection was closed in the middle of operation"}
+            body = {"status": "healthy", "service": name, "version": version, "schema": SCHEMA, "database": "connected",
+                    "uses_security_id_fk": True, "error_handling": "rigorous", "timestamp": now}
+            # no health body reports the trading mode (upstream): it is read from the process's
+            # environment or its AlpacaTrader log line, as on the droplet
+        elif svc == "workflow":
+            with self.lock:
+                view = self._cycle_view()
+            body = {"status": "healthy", "service": name, "version": version,
+                    "current_status": view["status"] if view else "idle",
+                    "last_run": view["last_run"] if view else None,
+                    "active_cycle": view["current_cycle"] if view else None}
+        elif svc == "news":
+            body = {"status": "healthy", "service": name, "version": version, "schema": SCHEMA, "timestamp": now,
+                    "database": db_word}
+        elif svc == "reporting":
+            # its database pool failed at start: "unhealthy" with 200
+            bad = no_db or f == "unhealthy"
+            body = {"status": "unhealthy" if bad else "healthy", "service": name, "version": version,
+                    "database": "disconnected" if bad else "connected"}
+            return 200, "application/json", body
+        else:
+            body = {"status": "healthy", "service": name, "version": version, "timestamp": now}
+        # drills: a service with no unhealthy/degraded answer of its own still gets the fault's word
         if f == "unhealthy":
-            if svc == "pattern":
-                return 503, "application/json", {"status": "unhealthy", "service": svc, "database": "disconnected"}
             body.update({"status": "unhealthy", "error": "database_unavailable"})
-        elif f == "degraded":
-            body.update({"status": "degraded", "warnings": ["redis unavailable"]})
+        elif f == "degraded" and body.get("status") == "healthy":
+            body.update({"status": "degraded"})
         return 200, "application/json", body
 
     # ------------------------------------------------------------------ workflow
@@ -92,36 +175,64 @@ class StandIn:
         stage_s = float(self.settings.get("stage_seconds", 0.5))
         idx = int(elapsed / stage_s)
         fate = c.get("fate", "complete")
+        end = None
         if fate == "hang":
             idx = min(idx, 2)
-        if fate == "fail" and idx >= 3:
-            status = "failed"
+        if fate == "fail" and idx >= 1:
+            # the real coordinator fails when its scanner call fails (the later stages catch their own
+            # errors): before the scan made its DB row, so current_cycle is still the cycle_ id
+            status, current, end = "failed", c["cycle_id"], c["started"] + stage_s
         elif idx >= len(STAGES):
-            status = "completed"
+            status, current, end = "completed", c["scan_id"], c["started"] + stage_s * len(STAGES)
         else:
-            status = STAGES[idx]
+            # mid-run the real service's current_cycle becomes the scanner's YYYYMMDD-NNN id
+            status, current = STAGES[idx], (c["cycle_id"] if idx == 0 else c["scan_id"])
         view = dict(c)
         view["status"] = status
-        # mid-run the real service's current_cycle becomes the scanner's YYYYMMDD-NNN id
-        view["current_cycle"] = c["cycle_id"] if idx == 0 else c["scan_id"]
+        view["current_cycle"] = current
+        # the coordinator sets last_run when a run ends (its finally:), so until then it is the last run's end
+        view["last_run"] = _utc_iso(end) if end else c.get("previous_last_run")
         return view
 
-    def workflow_start(self, body: dict | None, headers) -> tuple:
+    def workflow_start(self, body, headers) -> tuple:
+        # FastAPI validates the body before the route runs: 422 comes before 409, 400 and 500
         ctype = headers.get("Content-Type", "")
         if "json" not in ctype or body is None:
-            return 422, "application/json", {"detail": [{"loc": ["body"], "msg": "field required", "type": "value_error.missing"}]}
+            return 422, "application/json", {"detail": [{"type": "missing", "loc": ["body"], "msg": "Field required",
+                                                         "input": None}]}
+        errors = _start_body_errors(body)
+        if errors:
+            return 422, "application/json", {"detail": errors}
         with self.lock:
             view = self._cycle_view()
             if view and view["status"] not in ("completed", "failed"):
                 return 409, "application/json", {"detail": f"Workflow already running: {view['status']}"}
             fault = self.fault().get("kind")
-            now = datetime.now()
+            if fault == "start-supervised":  # config/trading_config.yaml trading_session.mode is not autonomous
+                return 400, "application/json", {"detail": {
+                    "error": "Supervised mode not supported via API",
+                    "message": "Current mode: 'supervised'. Change to 'autonomous' in config/trading_config.yaml",
+                    "config_file": "config/trading_config.yaml", "required_mode": "autonomous",
+                    "current_mode": "supervised"}}
+            if fault == "start-config-error":  # the YAML config could not be loaded
+                return 500, "application/json", {
+                    "detail": "Configuration error: Config file not found: /app/config/trading_config.yaml"}
+            now = datetime.now(timezone.utc)
             self.cycle_seq += 1
+            mode = body.get("mode", "normal")
+            # the request's values, else config/workflow_config.yaml's (execute_top_n 3, 30 minutes)
+            max_positions = body.get("max_positions", 5) or 3
+            scan_frequency = body.get("scan_frequency", 300) or 1800
+            risk_level = body.get("risk_level", 0.5)
+            params = {"mode": mode, "max_positions": max_positions, "scan_frequency": scan_frequency,
+                      "risk_level": risk_level, "session_mode": "autonomous"}
             cycle = {
-                "cycle_id": now.strftime("cycle_%Y%m%d_%H%M%S") + (f"_{self.cycle_seq}" if self.cycle_seq > 1 else ""),
+                "cycle_id": now.strftime("cycle_%Y%m%d_%H%M%S"),
                 "scan_id": now.strftime("%Y%m%d-") + f"{self.cycle_seq:03d}",
                 "started": time.time(),
-                "mode": body.get("mode", "normal"),
+                "mode": mode,
+                "params": params,
+                "previous_last_run": view["last_run"] if view else None,
                 "request": body,
                 "fate": {"cycle-failed": "fail", "cycle-hang": "hang"}.get(fault, "complete"),
             }
@@ -130,8 +241,11 @@ class StandIn:
             starts = read_json(self.rundir / "workflow-starts.json", [])
             starts.append({"cycle_id": cycle["cycle_id"], "at": cycle["started"], "body": body})
             write_json(self.rundir / "workflow-starts.json", starts)
-        return 200, "application/json", {"success": True, "cycle_id": cycle["cycle_id"], "status": "started",
-                                         "mode": cycle["mode"], "message": "Workflow started"}
+        return 200, "application/json", {
+            "success": True, "cycle_id": cycle["cycle_id"], "status": "started", "mode": mode,
+            "session_mode": "autonomous", "max_positions": max_positions, "risk_level": risk_level,
+            "scan_frequency": scan_frequency,
+            "message": "Autonomous workflow started - trades will execute automatically after risk validation"}
 
     def workflow_status(self, cycle_id: str | None) -> tuple:
         with self.lock:
@@ -142,12 +256,18 @@ class StandIn:
             word = {"completed": "completed", "failed": "error"}.get(view["status"], "running")
             return 200, "application/json", {"cycle_id": cycle_id, "status": word, "stage": view["status"]}
         if not view:
-            return 200, "application/json", {"status": "idle", "current_cycle": None, "current_mode": None,
-                                             "last_run": None, "active_positions": 0}
+            return 200, "application/json", {"status": "idle", "current_cycle": None, "current_mode": "normal",
+                                             "current_params": {}, "last_run": None, "active_positions": 0}
         return 200, "application/json", {"status": view["status"], "current_cycle": view["current_cycle"],
-                                         "current_mode": view["mode"],
-                                         "last_run": datetime.fromtimestamp(view["started"]).isoformat(),
-                                         "active_positions": 0}
+                                         "current_mode": view["mode"], "current_params": view.get("params") or {},
+                                         "last_run": view["last_run"], "active_positions": 0}
+
+    def workflow_reset(self) -> tuple:
+        """Forget the cycle, as a restart of the real coordinator (state in memory) would."""
+        with self.lock:
+            self.cycle = None
+            (self.rundir / "workflow.json").unlink(missing_ok=True)
+        return 200, "application/json", {"status": "idle"}
 
     # ------------------------------------------------------------------ reporting
     def daily_report(self, params: dict) -> tuple:
@@ -251,10 +371,12 @@ def make_handler(app: StandIn):
         def log_message(self, fmt, *args):  # quiet: the tests read state, not access logs
             return
 
-        def _send(self, status: int, ctype: str, body) -> None:
+        def _send(self, status: int, ctype: str, body, headers: dict | None = None) -> None:
             data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", ctype)
+            for k, v in (headers or {}).items():
+                self.send_header(k, str(v))
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
@@ -285,7 +407,10 @@ def make_handler(app: StandIn):
             elif kind == "slow":
                 time.sleep(float(fault.get("seconds", 2)))
             elif kind == "500":
-                return self._send(500, "application/json", {"detail": "Internal Server Error"})
+                if app.service == "broker":
+                    return self._send(500, "application/json", {"detail": "Internal Server Error"})
+                # an unhandled exception in a FastAPI service: starlette's ServerErrorMiddleware, plain text
+                return self._send(500, "text/plain; charset=utf-8", "Internal Server Error")
             try:
                 self._send(*self._route(method, path, params, body))
             except (BrokenPipeError, ConnectionResetError):
@@ -294,6 +419,8 @@ def make_handler(app: StandIn):
         def _control(self, method, path, body):
             if path == "/_standin/ping":
                 return 200, "application/json", {"service": app.service, "pid": os.getpid()}
+            if path == "/_standin/workflow" and app.service == "workflow" and method == "POST":
+                return app.workflow_reset()
             if path == "/_standin/broker" and app.service == "broker":
                 if method == "POST":
                     return app.seed_broker(body or {})
@@ -314,7 +441,10 @@ def make_handler(app: StandIn):
                 if not app.broker_auth_ok(self.headers, account):
                     return 403, "application/json", {"message": "forbidden."}
                 if app.broker_rate_limited():
-                    return 429, "application/json", {"code": 42910000, "message": "rate limit exceeded"}
+                    # Alpaca: 200 requests a minute per account; the reset is the next minute's start
+                    reset = int(time.time()) + 1
+                    return 429, "application/json", {"message": "rate limit exceeded"}, {
+                        "X-Ratelimit-Limit": "200", "X-Ratelimit-Remaining": "0", "X-Ratelimit-Reset": str(reset)}
                 return app.broker(method, sub, params, body, account)
             if path == "/health" and method == "GET":
                 return app.health()
