@@ -194,7 +194,12 @@ class ComposeRuntime(Runtime):
 
     def base_command(self) -> list[str]:
         if self._command is None:
-            self._command = detect_compose_command()
+            try:
+                self._command = detect_compose_command()
+            except CannotRun:
+                if not self.dry_run:
+                    raise
+                self._command = ["docker", "compose"]  # what a dry run shows where neither is installed
         return [*self._command, "-f", self.compose_file()]
 
     def _container(self, service: str) -> str:
