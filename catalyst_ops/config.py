@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from catalyst_ops.closes import ESTIMATED_REASONS, UNFILLED_REASONS
 from catalyst_ops.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = "/etc/catalyst/ops.yml"
@@ -169,7 +170,8 @@ class BackupConfig:
 
 DEFAULT_TRADES_QUERY = """
 SELECT p.realized_pnl AS pnl, p.opened_at AS entry_time, p.closed_at AS exit_time,
-       s.symbol AS symbol, p.risk_amount AS risk_amount
+       s.symbol AS symbol, p.risk_amount AS risk_amount,
+       p.close_reason AS close_reason, p.entry_price AS entry_price, p.exit_price AS exit_price
 FROM positions p LEFT JOIN securities s ON s.security_id = p.security_id
 WHERE p.status = 'closed'
 """.strip()
@@ -178,6 +180,12 @@ WHERE p.status = 'closed'
 @dataclass
 class MetricsConfig:
     trades_query: str = DEFAULT_TRADES_QUERY
+    # closed positions whose close_reason says the entry never filled: not trades (catalyst_ops/closes.py)
+    unfilled_close_reasons: list[str] = field(default_factory=lambda: list(UNFILLED_REASONS))
+    # ghost closes with a guessed exit; with zero-P&L emergency closes, "estimates"
+    estimated_close_reasons: list[str] = field(default_factory=lambda: list(ESTIMATED_REASONS))
+    # count estimates as trades in the figures and the verdict (they are always shown apart)
+    include_estimates: bool = False
     starting_equity: float = field(default=100000.0, **_meta(min=0.01))
     min_win_rate: float = field(default=0.50, **_meta(min=0, max=1))
     min_risk_reward: float = field(default=1.5, **_meta(min=0))
