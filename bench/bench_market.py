@@ -27,7 +27,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cfg = os.path.join(tmp, "ops.yml")
         with open(cfg, "w") as fh:
-            fh.write(f"state_path: {tmp}/state.db\nlog_dir: {tmp}/log\n")
+            fh.write(f"state_path: {tmp}/state.db\nlog_dir: {tmp}/log\nenv_file: {tmp}/.env\n")
+        with open(os.path.join(tmp, ".env"), "w") as fh:  # the close checks its DATABASE_URL (a dry run connects to nothing)
+            fh.write("DATABASE_URL=postgresql://catalyst@127.0.0.1:1/catalyst\n")
         env = dict(os.environ, PYTHONPATH=os.getcwd())
         for label, args in (
             ("market-open on Thanksgiving (skip, cold process)", ["--config", cfg, "--now", "2026-11-26T09:30:00-05:00", "market-open"]),

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from catalyst_ops.closes import ESTIMATED_REASONS, UNFILLED_REASONS
 from catalyst_ops.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = "/etc/catalyst/ops.yml"
@@ -141,6 +142,9 @@ class MarketConfig:
     # the real reporting service wants the integer trading_cycles id; None: the cycle id that
     # today's market-open got from the workflow service
     report_cycle_id: int | None = field(default=None, **_meta(min=1))
+    # also fetch the reporting service's daily report at the close; None: the profile's
+    # reporting.daily.enabled (real: false, it cannot answer for the real schema; plan: true)
+    reporting_service: bool | None = None
 
 
 @dataclass
@@ -185,15 +189,46 @@ class BackupConfig:
 
 DEFAULT_TRADES_QUERY = """
 SELECT p.realized_pnl AS pnl, p.opened_at AS entry_time, p.closed_at AS exit_time,
-       s.symbol AS symbol, p.risk_amount AS risk_amount
+       s.symbol AS symbol, p.risk_amount AS risk_amount,
+       p.close_reason AS close_reason, p.entry_price AS entry_price, p.exit_price AS exit_price
 FROM positions p LEFT JOIN securities s ON s.security_id = p.security_id
 WHERE p.status = 'closed'
+""".strip()
+
+# The daily trading report's one query: ONE row of three JSON arrays. Parameters: %(session_date)s
+# (the session's date), %(tz)s (market.exchange_timezone), %(cycle_prefix)s ('YYYYMMDD-%': the
+# scanner's cycle ids of that date). Positions: opened or closed that session in exchange time,
+# plus every position still open now; as upstream's scripts/generate_daily_report_db.py does.
+DEFAULT_SESSION_QUERY = """
+SELECT
+  (SELECT coalesce(json_agg(row_to_json(x) ORDER BY x.opened_at, x.position_id), '[]'::json)
+   FROM (SELECT p.position_id, p.cycle_id, s.symbol, p.side, p.quantity, p.entry_price, p.exit_price,
+                p.status, p.realized_pnl, p.unrealized_pnl, p.close_reason, p.opened_at, p.closed_at
+         FROM positions p LEFT JOIN securities s ON s.security_id = p.security_id
+         WHERE (p.opened_at AT TIME ZONE %(tz)s)::date = %(session_date)s
+            OR (p.closed_at AT TIME ZONE %(tz)s)::date = %(session_date)s
+            OR p.status <> 'closed') x) AS positions,
+  (SELECT coalesce(json_agg(row_to_json(c) ORDER BY c.started_at, c.cycle_id), '[]'::json)
+   FROM (SELECT cycle_id, mode, status, started_at, stopped_at FROM trading_cycles
+         WHERE cycle_id LIKE %(cycle_prefix)s) c) AS cycles,
+  (SELECT coalesce(json_agg(row_to_json(e) ORDER BY e.cycle_id), '[]'::json)
+   FROM (SELECT r.cycle_id, r.event_type, r.risk_level, r.description, s.symbol
+         FROM risk_events r LEFT JOIN securities s ON s.security_id = r.security_id
+         WHERE r.cycle_id LIKE %(cycle_prefix)s) e) AS risk_events
 """.strip()
 
 
 @dataclass
 class MetricsConfig:
     trades_query: str = DEFAULT_TRADES_QUERY
+    # the daily trading report's query (market-close, `report trading`)
+    session_query: str = DEFAULT_SESSION_QUERY
+    # closed positions whose close_reason says the entry never filled: not trades (catalyst_ops/closes.py)
+    unfilled_close_reasons: list[str] = field(default_factory=lambda: list(UNFILLED_REASONS))
+    # ghost closes with a guessed exit; with zero-P&L emergency closes, "estimates"
+    estimated_close_reasons: list[str] = field(default_factory=lambda: list(ESTIMATED_REASONS))
+    # count estimates as trades in the figures and the verdict (they are always shown apart)
+    include_estimates: bool = False
     starting_equity: float = field(default=100000.0, **_meta(min=0.01))
     min_win_rate: float = field(default=0.50, **_meta(min=0, max=1))
     min_risk_reward: float = field(default=1.5, **_meta(min=0))

@@ -7,6 +7,11 @@ constraints left NOT VALID. Content (the seed's integrity checks, on the real sc
 passed): positions pointing at missing securities or cycles, orders pointing at missing
 positions, closed positions without closed_at or realized_pnl (metrics cannot use them),
 positions with a quantity <= 0, positions closed before they were opened.
+
+Upstream's close reasons (catalyst_ops/closes.py): a never-filled close has no realized_pnl by
+design, so it is not incomplete; never-filled closes and estimates (ghost closes with a guessed
+exit, zero-P&L emergency closes) are counted in two informational checks, which never fail.
+Without a close_reason column every closed position needs its realized_pnl, as before.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from catalyst_ops import db as pg
+from catalyst_ops import closes, db as pg
 from catalyst_ops.errors import CannotRun
 
 OK, FAIL, SKIP = "ok", "fail", "skip"
@@ -58,6 +63,23 @@ INTEGRITY = [
      "FROM positions p WHERE p.closed_at < p.opened_at",
      "p.position_id", "positions whose closed_at is before opened_at"),
 ]
+
+
+# with a close_reason column: a never-filled close needs no realized_pnl
+INCOMPLETE_WITH_REASON = ("FROM positions p WHERE p.status = 'closed' AND (p.closed_at IS NULL OR "
+                          "(p.realized_pnl IS NULL AND (p.close_reason IS NULL OR NOT p.close_reason = ANY(%(unfilled)s::text[]))))")
+INCOMPLETE_WITH_REASON_MEANING = ("closed positions without closed_at, or without realized_pnl and not a never-filled "
+                                  "close (left out of metrics)")
+
+# name, needed columns, the kinds counted, what it means; informational: ok with a count, never fail
+CLOSE_KINDS = [
+    ("closed_positions_not_filled", [closes.UNFILLED],
+     "never-filled entries closed by the trading service (close_reason alpaca_*, no P&L): not trades"),
+    ("closed_positions_estimated", list(closes.ESTIMATES),
+     "closes with an estimated P&L (stop_loss_estimated, take_profit_estimated, closed_no_exit_price, zero-P&L "
+     "emergency closes): counted apart by metrics"),
+]
+CLOSE_KIND_COLUMNS = ["position_id", "status", "close_reason", "realized_pnl", "entry_price", "exit_price"]
 
 
 def _columns(cur) -> dict[str, set[str]]:
@@ -126,19 +148,43 @@ def _checks(conn, cfg, target, started: float) -> list[Check]:
                             [f"{t}.{c}" for c, t in invalid[:5]]))
 
         cols = _columns(cur)
+        params = closes.params(cfg)
+        has_reason = "close_reason" in cols.get("positions", set())
         for name, needs, from_where, key, meaning in INTEGRITY:
             absent = [f"{t}.{c}" for t, cs in needs.items() for c in cs if c not in cols.get(t, set())]
             if absent:
                 checks.append(Check(name, SKIP, None, "= 0", f"{meaning}; skipped: no {', '.join(absent[:3])}"))
                 continue
-            cur.execute(f"SELECT count(*) {from_where}")
+            if name == "closed_positions_incomplete" and has_reason:
+                from_where, meaning = INCOMPLETE_WITH_REASON, INCOMPLETE_WITH_REASON_MEANING
+            cur.execute(f"SELECT count(*) {from_where}", params)
             bad = int(cur.fetchone()[0])
             samples = []
             if bad:
-                cur.execute(f"SELECT {key} {from_where} ORDER BY 1 LIMIT 5")
+                cur.execute(f"SELECT {key} {from_where} ORDER BY 1 LIMIT 5", params)
                 samples = [r[0] for r in cur.fetchall()]
             checks.append(Check(name, FAIL if bad else OK, bad, "= 0", meaning, samples))
+        checks += _close_kinds(cur, cols, params)
     return checks
+
+
+def _close_kinds(cur, cols: dict[str, set[str]], params: dict) -> list[Check]:
+    """How many closed positions are not plain trades, in one pass; informational."""
+    absent = [f"positions.{c}" for c in CLOSE_KIND_COLUMNS if c not in cols.get("positions", set())]
+    if absent:
+        return [Check(name, SKIP, None, "", f"{meaning}; skipped: no {', '.join(absent[:3])}")
+                for name, _kinds, meaning in CLOSE_KINDS]
+    code = closes.sql_code("p.close_reason", "p.realized_pnl", "p.entry_price", "p.exit_price")
+    cur.execute(f"SELECT k, count(*), (array_agg(position_id ORDER BY position_id))[1:5] FROM "
+                f"(SELECT p.position_id, {code} AS k FROM positions p WHERE p.status = 'closed') c GROUP BY k", params)
+    names = {v: k for k, v in closes.CODES.items()}
+    by_kind = {names[k]: (int(n), list(ids)) for k, n, ids in cur.fetchall()}
+    out = []
+    for name, kinds, meaning in CLOSE_KINDS:
+        n = sum(by_kind.get(k, (0, []))[0] for k in kinds)
+        samples = sorted(i for k in kinds for i in by_kind.get(k, (0, []))[1])[:5]
+        out.append(Check(name, OK, n, "any (informational)", meaning, samples))
+    return out
 
 
 def unreachable(message: str) -> list[Check]:

@@ -30,3 +30,10 @@ def size(n: int | None) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return str(n)
+
+
+def money(v, signed: bool = False) -> str:
+    """1,234.50 (or +1,234.50 with signed); '-' for no value."""
+    if v is None:
+        return "-"
+    return f"{v:+,.2f}" if signed else f"{v:,.2f}"

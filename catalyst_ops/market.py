@@ -172,10 +172,15 @@ def run(cfg, db, kind: str, *, slot: str | None = None, dry_run: bool = False, f
 
         body = workflow.build_body(cfg, ramp.workflow_overrides(cfg, db))
     else:
+        from catalyst_ops import tradingreport
+
         body = None
+        tradingreport.check_config(cfg)
     if dry_run:
         what = f"would start a workflow cycle with {json.dumps(body, sort_keys=True)}" if body is not None \
-            else "would fetch and store the daily report"
+            else ("would build the daily trading report from the trading database and the broker, store it "
+                  "(txt, json, html) and mail it" + (", and fetch the reporting service's daily report"
+                                                     if reporting_service_enabled(cfg) else ""))
         done = db.one("SELECT outcome FROM market_actions WHERE session_date=? AND kind=?", (d.session_date, kind))
         if done and done["outcome"] not in RECLAIMABLE and not force:
             what = f"already done this session ({done['outcome']}): would skip"
@@ -294,10 +299,16 @@ def _report_cycle_id(cfg, db, session_date: str):
     return None
 
 
-def _close(cfg, db, d: Decision) -> Outcome:
+def reporting_service_enabled(cfg) -> bool:
+    if cfg.market.reporting_service is not None:
+        return cfg.market.reporting_service
+    return bool(cfg.profile_data.get("reporting", {}).get("daily", {}).get("enabled", False))
+
+
+def _reporting_service(cfg, db, sd: str) -> dict:
+    """The reporting service's daily report (market.reporting_service): outcome reported, refused or down."""
     from catalyst_ops import httpjson
 
-    sd = d.session_date
     spec = cfg.profile_data.get("reporting", {}).get("daily", {})
     cycle_id = _report_cycle_id(cfg, db, sd)
     values = {"cycle_id": cycle_id if cycle_id is not None else "", "date": sd}
@@ -309,28 +320,50 @@ def _close(cfg, db, d: Decision) -> Outcome:
         resp = httpjson.request(method, url, params=params, json_body=body, timeout=cfg.service_timeout("reporting") * 6,
                                 what="daily report")
     except CannotRun as exc:
-        msg = f"reporting unreachable, no daily report: {exc}"
-        _alert(db, CLOSE, sd, "warning", "could not fetch the daily report", msg)
-        return Outcome(CLOSE, CANNOT_RUN, "failed", "down", msg, sd)
+        return {"outcome": "down", "cycle_id": cycle_id, "http_status": None,
+                "message": f"reporting unreachable, no daily report: {exc}"}
     if resp.status != 200 or not isinstance(resp.body, (dict, list)):
-        msg = f"daily report refused: {method} {spec.get('path')} → HTTP {resp.status}: {resp.text[:200]}"
-        _alert(db, CLOSE, sd, "warning", "got no daily report", msg)
-        return Outcome(CLOSE, PROBLEM, "failed", "refused", msg, sd, {"http_status": resp.status})
-    path = store_report(cfg, sd, resp.body)
-    summary = resp.body.get("summary") if isinstance(resp.body, dict) else None
-    text = json.dumps(summary, sort_keys=True)[:500] if summary is not None else f"{len(resp.text)} bytes"
-    db.execute("INSERT INTO reports(kind, report_date, created_at, path, summary) VALUES ('daily',?,?,?,?)",
-               (sd, clock.timestamp(), path, text))
+        return {"outcome": "refused", "cycle_id": cycle_id, "http_status": resp.status,
+                "message": f"daily report refused: {method} {spec.get('path')} → HTTP {resp.status}: {resp.text[:200]}"}
+    return {"outcome": "reported", "cycle_id": cycle_id, "http_status": resp.status, "message": None, "body": resp.body}
+
+
+def _close(cfg, db, d: Decision) -> Outcome:
+    """The daily trading report from the database and the broker: stored (txt, json, html) and mailed.
+
+    Database unreachable: what the broker gives is stored, the outcome is `down` (exit 3, so a
+    re-run may claim the session again) and a warning alert carries the partial report. No
+    trades is a valid report. The reporting service is asked only when market.reporting_service
+    (or the profile) says so; its failure is reported as before (refused: 1, down: 3)."""
+    from datetime import date
+
+    from catalyst_ops import tradingreport
+
+    sd = d.session_date
+    data = tradingreport.build(cfg, date.fromisoformat(sd), session=d.session)
+    service = _reporting_service(cfg, db, sd) if reporting_service_enabled(cfg) else None
+    if service is not None:
+        data["reporting_service"] = service
     close_txt = d.session["close"] if d.session else ""
-    return Outcome(CLOSE, OK, "ok", "reported", f"daily report for {sd} stored in {path} (close {close_txt})", sd,
-                   {"path": path, "cycle_id": cycle_id})
-
-
-def store_report(cfg, session_date: str, data) -> str:
-    """Write the report atomically (a reader never sees half a file)."""
-    os.makedirs(cfg.reports_path, exist_ok=True)
-    path = os.path.join(cfg.reports_path, f"daily-{session_date}.json")
-    from catalyst_ops.fsutil import atomic_write
-
-    atomic_write(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", mode=0o640)
-    return path
+    paths: list[str] = []
+    if data["database"]["available"] or data["broker"]["available"]:
+        paths = tradingreport.save(cfg, db, data)
+    json_path = next((p for p in paths if p.endswith(".json")), None)
+    out = {"path": json_path, "paths": paths, "summary": data["summary"], "database": data["database"],
+           "broker_available": data["broker"]["available"]}
+    if service is not None:
+        out["reporting_service"] = {k: v for k, v in service.items() if k != "body"}
+    if not data["database"]["available"]:
+        stored = f"stored what the broker gives in {json_path}" if paths else "nothing stored (the broker is unavailable too)"
+        msg = f"trading database unreachable, daily report without positions or P&L: {data['database']['error']}; {stored}"
+        alerts.enqueue(db, "warning", f"market:{CLOSE}", f"{CLOSE} could not read the trading database ({sd})",
+                       msg + "\n\n" + tradingreport.render_text(data))
+        return Outcome(CLOSE, CANNOT_RUN, "failed", "down", msg, sd, out)
+    tradingreport.mail(db, data)
+    base = f"daily trading report for {sd} stored in {json_path} (close {close_txt}): {tradingreport.headline(data).split(': ', 1)[1]}"
+    if service is not None and service["outcome"] != "reported":
+        _alert(db, CLOSE, sd, "warning", "got no report from the reporting service", service["message"])
+        code = CANNOT_RUN if service["outcome"] == "down" else PROBLEM
+        return Outcome(CLOSE, code, "failed", service["outcome"], f"{service['message']}; {base}", sd,
+                       dict(out, http_status=service.get("http_status")))
+    return Outcome(CLOSE, OK, "ok", "reported", base, sd, out)

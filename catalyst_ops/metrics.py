@@ -5,10 +5,19 @@ pnl, entry_time, exit_time, symbol, risk_amount. Everything is aggregated inside
 in a single pass (window functions for the equity curve), so the memory of this process does
 not grow with the number of trades and the query runs once.
 
+The query may also return close_reason, entry_price and exit_price (the default does): then
+upstream's close reasons are read as catalyst_ops/closes.py describes. Which columns the query
+has is asked once with LIMIT 0 (planned, not run), so the seed's `trades` query keeps working.
+
 Definitions (README "Metrics"):
-- a trade with NULL pnl or NULL exit_time is REJECTED: left out of every figure and counted
-  in `rejected` (the seed's positions can be 'closed' without realized_pnl; `db check`
-  reports them as closed_positions_incomplete);
+- a never-filled close (close_reason in metrics.unfilled_close_reasons, NULL pnl) is not a
+  trade: left out of every figure, counted in `not_filled`;
+- an estimate (close_reason in metrics.estimated_close_reasons, or a zero-P&L emergency close)
+  is counted apart (`estimates`) and left out of the figures unless metrics.include_estimates;
+  the verdict says how many of its trades are estimates;
+- any other trade with NULL pnl or NULL exit_time is REJECTED: left out of every figure and
+  counted in `rejected` (`db check` reports such closed positions as
+  closed_positions_incomplete);
 - win: pnl > 0; loss: pnl < 0; breakeven (pnl = 0) counts in the total only;
 - win rate = wins / trades; average win/loss = mean pnl of the wins/losses;
 - risk:reward = average win / |average loss| (the seed divided by the average of all trades);
@@ -38,55 +47,71 @@ import math
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from catalyst_ops import clock, db as pg
+from catalyst_ops import closes, clock, db as pg
 from catalyst_ops.errors import CannotRun, ConfigError
 
 log = logging.getLogger(__name__)
 
+# `c` classifies each row once, as a small integer (a narrow column for the window sorts):
+#   0 a trade; 1, 2 an estimated / zero-P&L emergency close counted as a trade (include_estimates);
+#   3, 4 the same, left out; 5 never filled (not a trade); 6 rejected (NULL pnl or exit time).
+# It is computed below a fence (OFFSET 0): a flattened subquery's column is re-evaluated at every
+# use above, which for this CASE costs a third more time at a million rows.
 _SQL = """
-SELECT count(*) FILTER (WHERE valid) AS trades,
-       count(*) FILTER (WHERE valid AND pnl > 0) AS wins,
-       count(*) FILTER (WHERE valid AND pnl < 0) AS losses,
-       count(*) FILTER (WHERE NOT valid) AS rejected,
-       count(*) FILTER (WHERE pnl IS NULL) AS rejected_null_pnl,
-       coalesce(sum(pnl) FILTER (WHERE valid), 0) AS total_pnl,
-       sum(pnl) FILTER (WHERE valid AND pnl > 0) AS gross_win,
-       sum(pnl) FILTER (WHERE valid AND pnl < 0) AS gross_loss,
-       avg(pnl) FILTER (WHERE valid AND pnl > 0) AS avg_win,
-       avg(pnl) FILTER (WHERE valid AND pnl < 0) AS avg_loss,
-       max(pnl) FILTER (WHERE valid AND pnl > 0) AS largest_win,
-       min(pnl) FILTER (WHERE valid AND pnl < 0) AS largest_loss,
-       avg(pnl / risk_amount) FILTER (WHERE valid AND risk_amount > 0) AS avg_r_multiple,
-       max(peak - equity) FILTER (WHERE valid) AS max_drawdown_amount,
-       max((peak - equity) / peak) FILTER (WHERE valid AND peak > 0) AS max_drawdown,
-       min(exit_time) FILTER (WHERE valid) AS first_exit,
-       max(exit_time) FILTER (WHERE valid) AS last_exit,
-       min(entry_time) FILTER (WHERE valid) AS first_entry,
-       array_agg(day) FILTER (WHERE valid AND day IS DISTINCT FROM prev_day) AS days
+SELECT count(*) FILTER (WHERE c < 3) AS trades,
+       count(*) FILTER (WHERE c < 3 AND pnl > 0) AS wins,
+       count(*) FILTER (WHERE c < 3 AND pnl < 0) AS losses,
+       count(*) FILTER (WHERE c = 6) AS rejected,
+       count(*) FILTER (WHERE c = 6 AND pnl IS NULL) AS rejected_null_pnl,
+       count(*) FILTER (WHERE c = 5) AS not_filled,
+       count(*) FILTER (WHERE c IN (1, 3)) AS estimated,
+       count(*) FILTER (WHERE c IN (2, 4)) AS emergency_zero,
+       coalesce(sum(pnl) FILTER (WHERE c BETWEEN 1 AND 4), 0) AS estimates_pnl,
+       count(*) FILTER (WHERE c IN (1, 2)) AS trades_estimated,
+       coalesce(sum(pnl) FILTER (WHERE c < 3), 0) AS total_pnl,
+       sum(pnl) FILTER (WHERE c < 3 AND pnl > 0) AS gross_win,
+       sum(pnl) FILTER (WHERE c < 3 AND pnl < 0) AS gross_loss,
+       avg(pnl) FILTER (WHERE c < 3 AND pnl > 0) AS avg_win,
+       avg(pnl) FILTER (WHERE c < 3 AND pnl < 0) AS avg_loss,
+       max(pnl) FILTER (WHERE c < 3 AND pnl > 0) AS largest_win,
+       min(pnl) FILTER (WHERE c < 3 AND pnl < 0) AS largest_loss,
+       avg(pnl / risk_amount) FILTER (WHERE c < 3 AND risk_amount > 0) AS avg_r_multiple,
+       max(peak - equity) FILTER (WHERE c < 3) AS max_drawdown_amount,
+       max((peak - equity) / peak) FILTER (WHERE c < 3 AND peak > 0) AS max_drawdown,
+       min(exit_time) FILTER (WHERE c < 3) AS first_exit,
+       max(exit_time) FILTER (WHERE c < 3) AS last_exit,
+       min(entry_time) FILTER (WHERE c < 3) AS first_entry,
+       array_agg(day) FILTER (WHERE c < 3 AND day IS DISTINCT FROM prev_day) AS days
 FROM (
-    SELECT valid, pnl, risk_amount, entry_time, exit_time, equity, day, prev_day,
+    SELECT c, pnl, risk_amount, entry_time, exit_time, equity, day, prev_day,
            GREATEST(%(start)s::float8, max(equity) OVER w) AS peak
     FROM (
-        SELECT valid, pnl, risk_amount, entry_time, exit_time, day,
-               %(start)s::float8 + coalesce(sum(CASE WHEN valid THEN pnl END) OVER w, 0) AS equity,
-               lag(CASE WHEN valid THEN day END) OVER w AS prev_day
+        SELECT c, pnl, risk_amount, entry_time, exit_time, (exit_time AT TIME ZONE %(tz)s)::date AS day,
+               %(start)s::float8 + coalesce(sum(CASE WHEN c < 3 THEN pnl END) OVER w, 0) AS equity,
+               lag(CASE WHEN c < 3 THEN (exit_time AT TIME ZONE %(tz)s)::date END) OVER w AS prev_day
         FROM (
-            SELECT pnl, risk_amount, entry_time, exit_time,
-                   pnl IS NOT NULL AND exit_time IS NOT NULL AS valid,
-                   (exit_time AT TIME ZONE %(tz)s)::date AS day
-            FROM (
-                SELECT q.pnl::float8 AS pnl, q.risk_amount::float8 AS risk_amount,
-                       q.entry_time::timestamptz AS entry_time, q.exit_time::timestamptz AS exit_time
-                FROM ({query}) AS q
-            ) typed
-            WHERE (exit_time IS NULL OR exit_time <= %(until)s)
-              AND (%(since)s::timestamptz IS NULL OR exit_time IS NULL OR exit_time >= %(since)s::timestamptz)
-        ) v
+            SELECT q.pnl::float8 AS pnl, q.risk_amount::float8 AS risk_amount,
+                   q.entry_time::timestamptz AS entry_time, q.exit_time::timestamptz AS exit_time,
+                   CASE WHEN q.pnl IS NULL OR q.exit_time IS NULL THEN CASE {est} WHEN 3 THEN 5 ELSE 6 END
+                        ELSE CASE {est} WHEN 0 THEN 0 WHEN 3 THEN 5
+                                  WHEN 1 THEN CASE WHEN %(include_estimates)s THEN 1 ELSE 3 END
+                                  ELSE CASE WHEN %(include_estimates)s THEN 2 ELSE 4 END END
+                   END::int2 AS c
+            FROM ({query}) AS q
+            WHERE (q.exit_time IS NULL OR q.exit_time::timestamptz <= %(until)s)
+              AND (%(since)s::timestamptz IS NULL OR q.exit_time IS NULL OR q.exit_time::timestamptz >= %(since)s::timestamptz)
+            ORDER BY 4, 3, 1  -- the windows' order, so they need no second sort above the fence
+            OFFSET 0
+        ) typed
         WINDOW w AS (ORDER BY exit_time, entry_time, pnl ROWS UNBOUNDED PRECEDING)
     ) e
     WINDOW w AS (ORDER BY exit_time, entry_time, pnl ROWS UNBOUNDED PRECEDING)
 ) d
 """
+
+REQUIRED = ("pnl", "entry_time", "exit_time", "symbol", "risk_amount")
+# optional: without them every complete row is a trade (the seed's `trades` table)
+OPTIONAL = ("close_reason", "entry_price", "exit_price")
 
 
 @dataclass
@@ -112,6 +137,9 @@ class Report:
     breakeven: int = 0
     rejected: int = 0
     rejected_null_pnl: int = 0
+    not_filled: int = 0  # never-filled closes: not trades
+    estimates: dict = field(default_factory=dict)  # estimated and zero-P&L emergency closes, shown apart
+    trades_estimated: int = 0  # how many of `trades` are estimates (0 unless include_estimates)
     total_pnl: float = 0.0
     gross_win: float = 0.0
     gross_loss: float = 0.0
@@ -143,6 +171,7 @@ class Report:
         for k in ("since", "until", "first_exit", "last_exit"):
             out[k] = out[k].isoformat() if out[k] is not None else None
         out["gates"] = [g.as_dict() for g in self.gates]
+        out["verdict_estimates"] = estimates_line(self)
         return out
 
 
@@ -159,6 +188,31 @@ def _query_text(cfg) -> str:
     return q
 
 
+def _query_columns(cur, cfg, query: str) -> set[str]:
+    """The trades query's column names, from a LIMIT 0 run (planned, no rows read)."""
+    import psycopg2
+
+    try:
+        cur.execute(f"SELECT * FROM ({query}) AS q LIMIT 0")
+    except psycopg2.OperationalError as exc:
+        raise CannotRun(f"metrics: the trades query could not run: {pg.error_text(exc)}")
+    except psycopg2.Error as exc:
+        raise ConfigError(cfg.source, "metrics.trades_query", f"the query failed: {pg.error_text(exc)} "
+                          "(expected columns pnl, entry_time, exit_time, symbol, risk_amount)")
+    cols = {d[0] for d in cur.description}
+    missing = [c for c in REQUIRED if c not in cols]
+    if missing:
+        raise ConfigError(cfg.source, "metrics.trades_query", f"the query has no column {', '.join(missing)} "
+                          "(expected columns pnl, entry_time, exit_time, symbol, risk_amount)")
+    return cols
+
+
+def _sql(query: str, cols: set[str]) -> str:
+    if not all(c in cols for c in OPTIONAL):
+        return _SQL.format(query=query, est="0")  # no close reasons: every complete row is a trade
+    return _SQL.format(query=query, est=closes.sql_code("q.close_reason", "q.pnl", "q.entry_price", "q.exit_price"))
+
+
 def compute(cfg, state, days: int | None = None) -> Report:
     """Read the trades, compute the figures, the crashes and the gates. CannotRun if the DB is down."""
     import psycopg2
@@ -173,9 +227,12 @@ def compute(cfg, state, days: int | None = None) -> Report:
         with conn.cursor() as cur:
             cur.execute("SET TIME ZONE 'UTC'")
             cur.execute("SET statement_timeout = %s", (int(cfg.database.statement_timeout * 1000),))
+            query = _query_text(cfg)
+            cols = _query_columns(cur, cfg, query)
             try:
-                cur.execute(_SQL.format(query=_query_text(cfg)),
-                            {"start": m.starting_equity, "tz": cfg.market.exchange_timezone, "until": until, "since": since})
+                cur.execute(_sql(query, cols),
+                            {"start": m.starting_equity, "tz": cfg.market.exchange_timezone, "until": until, "since": since,
+                             "include_estimates": m.include_estimates, **closes.params(cfg)})
             except psycopg2.OperationalError as exc:
                 raise CannotRun(f"metrics: the trades query could not run: {pg.error_text(exc)}")
             except psycopg2.Error as exc:
@@ -189,6 +246,11 @@ def compute(cfg, state, days: int | None = None) -> Report:
     rep.trades, rep.wins, rep.losses = int(row["trades"]), int(row["wins"]), int(row["losses"])
     rep.breakeven = rep.trades - rep.wins - rep.losses
     rep.rejected, rep.rejected_null_pnl = int(row["rejected"]), int(row["rejected_null_pnl"])
+    rep.not_filled = int(row["not_filled"])
+    rep.estimates = {"estimated": int(row["estimated"]), "emergency_zero": int(row["emergency_zero"]),
+                     "count": int(row["estimated"]) + int(row["emergency_zero"]), "pnl": _f(row["estimates_pnl"]),
+                     "included": m.include_estimates}
+    rep.trades_estimated = int(row["trades_estimated"])
     rep.total_pnl = _f(row["total_pnl"])
     rep.gross_win, rep.gross_loss = _f(row["gross_win"] or 0), _f(row["gross_loss"] or 0)
     # averages unrounded: risk:reward is their ratio
@@ -278,6 +340,15 @@ def gates(cfg, rep: Report) -> list[Gate]:
              rep.consecutive_days >= m.min_consecutive_days),
         Gate("crashes", rep.crashes, "<=", m.max_crashes, rep.crashes <= m.max_crashes),
     ]
+
+
+def estimates_line(rep: Report) -> str:
+    """How many of the verdict's trades are estimates, and how many estimates it left out."""
+    est = rep.estimates
+    if est.get("included"):
+        return f"{rep.trades_estimated} of its {rep.trades} trades are estimates (metrics.include_estimates)"
+    return (f"0 of its {rep.trades} trades are estimates; {est.get('count', 0)} estimated closes left out "
+            "(metrics.include_estimates: false)")
 
 
 def _round(v: float | None, n: int = 6) -> float | None:

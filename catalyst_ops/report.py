@@ -370,17 +370,22 @@ def chart(data: dict, width: int = 960, row_h: int = 18, label_w: int = 110) -> 
             "rows": rows, "ticks": ticks, "marks": marks, "axis_y": height - 16}
 
 
-def render_html(data: dict) -> str:
+def jinja_env(day: str | None = None):
+    """The template environment every stored report renders with (templates/_base.html.j2)."""
     import jinja2  # lazily: report text/JSON and `status` need no template engine
 
     env = jinja2.Environment(loader=jinja2.PackageLoader("catalyst_ops", "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["size"] = fmt.size
     env.filters["pct"] = _pct
-    env.filters["hm"] = lambda iso: _hm(iso, data["date"])
+    env.filters["hm"] = lambda iso: _hm(iso, day)
     env.filters["stamp"] = _stamp
-    return env.get_template("daily-report.html.j2").render(d=data, chart=chart(data), headline=verdict_line(data),
-                                                           parts=headline_parts(data), colors=COLORS)
+    return env
+
+
+def render_html(data: dict) -> str:
+    return jinja_env(data["date"]).get_template("daily-report.html.j2").render(
+        d=data, chart=chart(data), headline=verdict_line(data), parts=headline_parts(data), colors=COLORS)
 
 
 def render(data: dict, form: str) -> str:
@@ -391,17 +396,26 @@ def render(data: dict, form: str) -> str:
     return render_text(data)
 
 
-def save(cfg, db, data: dict, forms: tuple[str, ...] = ("txt", "json", "html")) -> list[str]:
-    """Write the report files under the report directory (atomically) and record them."""
+def store(cfg, db, kind: str, report_date: str, stem: str, texts: dict[str, str], summary: str,
+          record: str | None = None) -> list[str]:
+    """Write `<report dir>/<stem>.<form>` for each form (atomically: a reader never sees half a
+    file), then one `reports` row pointing at the `record` form's file (default: the first)."""
     from catalyst_ops.fsutil import atomic_write
 
     out_dir = Path(cfg.reports_path)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for form in forms:
-        path = out_dir / f"ops-daily-{data['date']}.{form}"
-        atomic_write(path, render(data, "text" if form == "txt" else form), mode=0o640)
-        paths.append(str(path))
+    paths = {}
+    for form, text in texts.items():
+        path = out_dir / f"{stem}.{form}"
+        atomic_write(path, text, mode=0o640)
+        paths[form] = str(path)
+    row_path = paths.get(record) if record else next(iter(paths.values()), None)
     db.execute("INSERT INTO reports(kind, report_date, created_at, path, summary) VALUES (?,?,?,?,?)",
-               ("ops-daily", data["date"], clock.timestamp(), paths[0] if paths else None, verdict_line(data)))
-    return paths
+               (kind, report_date, clock.timestamp(), row_path, summary))
+    return list(paths.values())
+
+
+def save(cfg, db, data: dict, forms: tuple[str, ...] = ("txt", "json", "html")) -> list[str]:
+    """Write the report files under the report directory (atomically) and record them."""
+    texts = {form: render(data, "text" if form == "txt" else form) for form in forms}
+    return store(cfg, db, "ops-daily", data["date"], f"ops-daily-{data['date']}", texts, verdict_line(data))

@@ -463,20 +463,29 @@ def _client_broker(tmp_path, entry, replay) -> None:
         assert got == spec["returns"]
 
 
-def _client_market_close(tmp_path, entry, replay) -> None:
+def _client_market_close(tmp_path, entry, replay, database_url: str) -> None:
+    """market-close with the reporting call switched on (it is off in the real profile), against a real
+    trading database (the report itself comes from there): the service's answer decides the outcome."""
     spec = entry["client"]["market_close"]
-    path, _ = _config(tmp_path, "reporting", replay.port, spec.get("config"))
+    extra = {"market": {"reporting_service": True}}
+    for k, v in (spec.get("config") or {}).items():
+        extra[k] = {**extra.get(k, {}), **v} if isinstance(v, dict) else v
+    tmp_path = tmp_path / "client"
+    tmp_path.mkdir()
+    path, _ = _config(tmp_path, "reporting", replay.port, extra)
+    with open(tmp_path / ".env", "a") as fh:
+        fh.write(f"DATABASE_URL={database_url}\n")
     # Monday 2025-11-24, a regular session: the close job acts at 16:00 ET
     res = run_cli("--now", "2025-11-24T16:00:30-05:00", "market-close", "--json", config=path)
     assert res.code == spec["exit"], res.text
     out = json.loads(res.out)
     assert out["outcome"] == spec["outcome"], out
     if "http_status" in spec:
-        assert out.get("http_status") == spec["http_status"], out
+        assert out["reporting_service"]["http_status"] == spec["http_status"], out
 
 
 @pytest.mark.parametrize("entry", [e for _, e in ENTRIES], ids=IDS)
-def test_client_interprets_recorded_answer(tmp_path, entry):
+def test_client_interprets_recorded_answer(tmp_path, entry, request):
     from catalyst_ops import health, workflow
 
     client = entry["client"]
@@ -506,7 +515,7 @@ def test_client_interprets_recorded_answer(tmp_path, entry):
                 assert res.stages_seen == spec["stages_seen"]
             assert len(replay.requests) >= spec.get("min_requests", 1)
         elif "market_close" in client:
-            _client_market_close(tmp_path, entry, replay)
+            _client_market_close(tmp_path, entry, replay, request.getfixturevalue("pgdb").url)
         elif "broker" in client:
             _client_broker(tmp_path, entry, replay)
         _check_requests(entry, replay.requests)

@@ -25,7 +25,7 @@ def test_clean_fixture_passes_every_check(pgdb):
     conn.close()
     code, checks = _check(pgdb)
     assert code == 0
-    assert checks["tables"]["value"] == 11 and checks["foreign_keys"]["value"] == 13
+    assert checks["tables"]["value"] == 11 and checks["foreign_keys"]["value"] == 15
     assert {c["status"] for c in checks.values()} == {"ok"}
     text = run_cli("db", "check", config=pgdb.config)
     assert text.code == 0 and "foreign_keys" in text.out and "PostgreSQL 1" in text.out
@@ -56,7 +56,7 @@ def test_integrity_problems_are_found_with_samples(pgdb):
         "orphaned_orders": (1, [7]),
         "constraints_not_valid": (1, ["positions.positions_security_id_fkey"]),
     }
-    assert checks["foreign_keys"]["value"] == 12  # one dropped for good, one back as NOT VALID
+    assert checks["foreign_keys"]["value"] == 14  # one dropped for good, one back as NOT VALID
 
 
 def test_thresholds_are_configurable_and_missing_tables_reported(pgdb):
@@ -64,10 +64,10 @@ def test_thresholds_are_configurable_and_missing_tables_reported(pgdb):
     code, checks = _check(pgdb)
     assert code == 1
     assert (checks["tables"]["status"], checks["tables"]["value"]) == ("fail", 9)
-    assert checks["foreign_keys"]["value"] == 9
+    assert checks["foreign_keys"]["value"] == 11
     assert "trading_history" in checks["expected_tables"]["detail"]
     pgdb.config.write_text(pgdb.config.read_text().replace(
-        "database:\n", "database:\n  min_tables: 9\n  min_foreign_keys: 9\n  expected_tables: []\n"))
+        "database:\n", "database:\n  min_tables: 9\n  min_foreign_keys: 11\n  expected_tables: []\n"))
     code, checks = _check(pgdb)
     assert code == 0, checks
     assert "expected_tables" not in checks
@@ -98,3 +98,42 @@ def test_fixture_command_creates_the_schema(pgdb):
     assert run_cli("db", "check", config=pgdb.config).code == 0
     res = run_cli("db", "fixture", "--trades", "5", config=pgdb.config)
     assert res.code == 1 and "already has rows" in res.err
+
+
+def test_real_format_rows_pass_with_never_filled_and_estimates_counted_apart(pgdb):
+    """Upstream's rows (tests/realdata.py): closed positions with NULL P&L are never-filled entries
+    (close_reason alpaca_*), not damage; estimates are counted, neither fails."""
+    import realdata
+
+    conn = psycopg2.connect(pgdb.url)
+    realdata.load(conn)
+    conn.close()
+    code, checks = _check(pgdb)
+    assert code == 0, {n: c for n, c in checks.items() if c["status"] != "ok"}
+    assert {c["status"] for c in checks.values()} == {"ok"}
+    assert (checks["closed_positions_not_filled"]["value"], checks["closed_positions_not_filled"]["samples"]) == (2, [3, 7])
+    assert (checks["closed_positions_estimated"]["value"], checks["closed_positions_estimated"]["samples"]) == (3, [6, 8, 11])
+    assert checks["closed_positions_incomplete"]["value"] == 0
+    # a closed position without P&L whose reason is not a never-filled one is still incomplete
+    pgdb.sql("UPDATE positions SET realized_pnl = NULL WHERE position_id = 9")
+    code, checks = _check(pgdb)
+    assert code == 1 and (checks["closed_positions_incomplete"]["value"], checks["closed_positions_incomplete"]["samples"]) == (1, [9])
+    text = run_cli("db", "check", config=pgdb.config)
+    assert "closed_positions_not_filled" in text.out and "informational" in text.out
+
+
+def test_the_fixture_schema_has_the_real_shape(pgdb):
+    """VARCHAR(20) cycle ids, the trading service's status words, close_reason."""
+    assert pgdb.sql("SELECT data_type, character_maximum_length FROM information_schema.columns"
+                    " WHERE table_name = 'trading_cycles' AND column_name = 'cycle_id'") == [("character varying", 20)]
+    assert pgdb.sql("SELECT count(*) FROM information_schema.columns WHERE table_name = 'positions'"
+                    " AND column_name = 'close_reason'") == [(1,)]
+    pgdb.sql("INSERT INTO securities(symbol) VALUES ('X'); INSERT INTO trading_cycles(cycle_id) VALUES ('20261124-001')")
+    for status in ("open", "closed", "partial", "risk_reduced"):
+        pgdb.sql("INSERT INTO positions(cycle_id, security_id, quantity, entry_price, status)"
+                 " SELECT '20261124-001', security_id, 1, 1, %s FROM securities", (status,))
+    with pytest.raises(psycopg2.errors.CheckViolation):
+        pgdb.sql("INSERT INTO positions(security_id, quantity, entry_price, status) SELECT security_id, 1, 1, 'cancelled'"
+                 " FROM securities")
+    with pytest.raises(psycopg2.errors.StringDataRightTruncation):
+        pgdb.sql("INSERT INTO trading_cycles(cycle_id) VALUES ('cycle_20261124_143000')")  # the workflow's id never fits

@@ -35,6 +35,11 @@ def action(standin, session_date: str, kind: str) -> sqlite3.Row | None:
                                (session_date, kind)).fetchone()
 
 
+def reporting_requests(standin) -> list[dict]:
+    path = standin.rundir / "reporting-requests.json"
+    return json.loads(path.read_text()) if path.exists() else []
+
+
 def alerts(standin) -> list[sqlite3.Row]:
     return db(standin).execute("SELECT * FROM alerts ORDER BY id").fetchall()
 
@@ -159,6 +164,19 @@ def real(standin_factory):
     return s
 
 
+def use_db(standin, pgdb) -> None:
+    """Point the stand-in's .env at a real PostgreSQL database (the close reads it)."""
+    from catalyst_ops import envfile
+
+    envfile.update(standin.env_file, {"DATABASE_URL": pgdb.url})
+
+
+@pytest.fixture
+def real_db(real, pgdb):
+    use_db(real, pgdb)
+    return real
+
+
 @pytest.mark.parametrize("when,why", [
     ("2026-11-26T09:30:00-05:00", "Thanksgiving"),
     ("2026-11-28T09:30:00-05:00", "Saturday"),
@@ -189,8 +207,9 @@ def test_dst_monday_acts_at_0930_edt_not_an_hour_off(real):
     assert last_run(real, "market-open")["session_date"] == "2026-03-09"
 
 
-def test_early_close_day(real):
+def test_early_close_day(real_db):
     """The day after Thanksgiving: open and mid-morning act, the lunch scan is skipped, the close acts at 13:00."""
+    real = real_db
     day = "2026-11-27"
     assert real.cli("--now", f"{day}T09:30:00-05:00", "market-open").code == 0
     assert real.cli("--now", f"{day}T11:00:00-05:00", "scan", "--slot", "11:00").code == 0
@@ -206,9 +225,8 @@ def test_early_close_day(real):
     out = json.loads(close.out)
     assert out["outcome"] == "reported"
     report = json.loads(open(out["path"]).read())
-    assert report["report_date"] == day and report["report_type"] == "daily"
-    # the real profile sends the cycle id market-open got
-    assert report["cycle_id"] == json.loads(action(real, day, "market-open")["detail"])["cycle_id"]
+    assert report["session_date"] == day and report["session"]["early_close"] is True
+    assert report["summary"]["trades"] == 0  # no trades that day: a valid, empty report
     row = db(real).execute("SELECT * FROM reports").fetchone()
     assert (row["kind"], row["report_date"], row["path"]) == ("daily", day, out["path"])
     # cron fires it again at 16:00: already done
@@ -217,7 +235,8 @@ def test_early_close_day(real):
     assert db(real).execute("SELECT COUNT(*) FROM reports").fetchone()[0] == 1
 
 
-def test_normal_tuesday_full_day(real):
+def test_normal_tuesday_full_day(real_db):
+    real = real_db
     day = "2026-11-24"
     for when, job in (("09:30", ("market-open",)), ("11:00", ("scan", "--slot", "11:00")),
                       ("13:00", ("scan", "--slot", "13:00")), ("13:00", ("market-close",)),
@@ -230,20 +249,28 @@ def test_normal_tuesday_full_day(real):
     assert len(starts(real)) == 3
 
 
-def test_plan_profile_daily_report_is_posted(standin_factory):
+def test_plan_profile_daily_report_is_posted(standin_factory, pgdb):
     s = standin_factory(profile="plan", stage_seconds=0.1)
+    use_db(s, pgdb)
     res = s.cli("--now", "2026-11-24T16:00:00-05:00", "market-close", "--json")
     assert res.code == 0, res.text
-    assert json.loads(res.out)["outcome"] == "reported"
+    out = json.loads(res.out)
+    assert out["outcome"] == "reported" and out["reporting_service"]["outcome"] == "reported"
+    [req] = reporting_requests(s)
+    assert (req["method"], req["body"]["report_date"], req["status"]) == ("POST", "2026-11-24", 200)
 
 
-def test_report_refused_by_method_is_exit_1(real):
-    # a config that POSTs to the real service (the plan's method) gets 405
-    real.append_config("profile_overrides:\n  reporting:\n    daily:\n      method: POST\n      body: {report_date: '{date}'}")
+def test_report_refused_by_method_is_exit_1(real_db):
+    # a config that asks the reporting service and POSTs to the real one (the plan's method) gets 405
+    real = real_db
+    real.append_config("market:\n  reporting_service: true\n"
+                       "profile_overrides:\n  reporting:\n    daily:\n      method: POST\n      body: {report_date: '{date}'}")
     res = real.cli("--now", "2026-11-24T16:00:00-05:00", "market-close")
     assert res.code == 1, res.text
     assert "405" in res.text
     assert action(real, "2026-11-24", "market-close")["outcome"] == "refused"
+    # the trading report from the database is stored all the same
+    assert db(real).execute("SELECT kind FROM reports").fetchone()["kind"] == "daily"
 
 
 def test_halt_flag_wins(real):

@@ -69,8 +69,8 @@ def _config(pgdb, **metrics) -> None:
     pgdb.write_config("metrics:\n" + body)
 
 
-def _metrics(pgdb, *args):
-    res = run_cli("--now", NOW, "metrics", "--json", *args, config=pgdb.config)
+def _metrics(pgdb, *args, now=NOW):
+    res = run_cli("--now", now, "metrics", "--json", *args, config=pgdb.config)
     assert res.code in (0, 1), res.text
     return res.code, json.loads(res.out)
 
@@ -218,3 +218,83 @@ def test_consecutive_sessions_rule():
     assert run([]) == (0, "XNYS")
     # outside the calendar's range: weekdays, and it says so
     assert run([date(1970, 1, 1), date(1970, 1, 2), date(1970, 1, 5)]) == (3, "weekdays")
+
+
+# ------------------------------------------------------------------ upstream's close reasons
+
+
+REAL_NOW = "2026-11-28T12:00:00+00:00"
+
+
+def _load_realdata(pgdb) -> None:
+    import realdata
+
+    conn = psycopg2.connect(pgdb.url)
+    try:
+        realdata.load(conn)
+    finally:
+        conn.close()
+
+
+def test_real_format_rows_never_filled_are_not_trades_and_estimates_are_apart(pgdb):
+    """tests/realdata.py: 6 trades (+475), 2 never-filled closes, 3 estimates (-100) left out."""
+    _load_realdata(pgdb)
+    _config(pgdb, min_trades=5, min_consecutive_days=1, min_risk_reward=1.5)
+    code, d = _metrics(pgdb, now=REAL_NOW)
+    assert (d["trades"], d["wins"], d["losses"], d["breakeven"]) == (6, 4, 2, 0)
+    assert (d["not_filled"], d["rejected"], d["rejected_null_pnl"]) == (2, 0, 0)
+    assert d["estimates"] == {"estimated": 2, "emergency_zero": 1, "count": 3, "pnl": -100, "included": False}
+    assert d["trades_estimated"] == 0
+    assert d["total_pnl"] == 475 and d["win_rate"] == pytest.approx(4 / 6)
+    assert d["risk_reward"] == pytest.approx(162.5 / 87.5)
+    assert d["trading_days"] == 3  # Mon (incl. the 19:30 close), Tue, Wed in New York
+    assert (code, d["verdict"]) == (0, "GO")
+    assert d["verdict_estimates"].startswith("0 of its 6 trades are estimates; 3 estimated closes left out")
+    text = run_cli("--now", REAL_NOW, "metrics", "--dry-run", config=pgdb.config)
+    lines = {ln.split("  ")[0]: ln for ln in text.out.splitlines() if ln.strip()}
+    assert "2" in lines["never filled (not trades)"]
+    assert "3 (2 estimated closes, 1 zero-P&L emergency closes), pnl -100.00" in lines["estimates (excluded)"]
+    assert "verdict: GO (0 of its 6 trades are estimates; 3 estimated closes left out" in text.out
+
+
+def test_estimates_counted_when_configured_and_the_verdict_says_how_many(pgdb):
+    _load_realdata(pgdb)
+    _config(pgdb, include_estimates="true", min_trades=5, min_consecutive_days=1, min_risk_reward=1.5)
+    code, d = _metrics(pgdb, now=REAL_NOW)
+    assert (d["trades"], d["wins"], d["losses"], d["breakeven"], d["not_filled"]) == (9, 5, 3, 1, 2)
+    assert d["total_pnl"] == 375 and d["trades_estimated"] == 3
+    assert d["estimates"]["included"] is True
+    # (300+50+200+100+50)/5 = 140 over (100+150+75)/3 = 108.33: below the 1.5 gate only with the estimates
+    assert d["risk_reward"] == pytest.approx(140 / (325 / 3))
+    assert (code, d["verdict"]) == (1, "NO-GO")
+    assert d["verdict_estimates"] == "3 of its 9 trades are estimates (metrics.include_estimates)"
+
+
+def test_close_reason_lists_are_configurable(pgdb):
+    _load_realdata(pgdb)
+    _config(pgdb, unfilled_close_reasons="[alpaca_expired]", estimated_close_reasons="[stop_loss_estimated]")
+    code, d = _metrics(pgdb, now=REAL_NOW)
+    # alpaca_canceled is now an ordinary close without P&L: rejected; take_profit_estimated is a trade
+    assert (d["not_filled"], d["rejected"], d["trades"]) == (1, 1, 7)
+    assert d["estimates"]["count"] == 2 and d["estimates"]["pnl"] == -150
+
+
+def test_sql_rule_and_python_rule_agree(pg):
+    """closes.sql_code (metrics, in PostgreSQL) and closes.classify (the daily report) on the same rows."""
+    from catalyst_ops import closes, config
+
+    cases = [(r, pnl, e, x) for r in (None, "EXIT", "alpaca_expired", "alpaca_done_for_day", "stop_loss_estimated",
+                                      "closed_no_exit_price", "STOP_LOSS_HIT: X @ $1.00 <= $2.00")
+             for pnl in (None, 0, 12.5, -3) for e, x in ((100, 100), (100, 101), (100, None))]
+    conn = pg.connect("postgres", True)
+    try:
+        with conn.cursor() as cur:
+            expr = closes.sql_code("r", "p", "e", "x")
+            params = closes.params(config.Config())
+            for r, pnl, e, x in cases:
+                cur.execute(f"SELECT {expr} FROM (SELECT %(r)s::varchar AS r, %(p)s::numeric AS p, %(e)s::numeric AS e,"
+                            f" %(x)s::numeric AS x) t", dict(params, r=r, p=pnl, e=e, x=x))
+                code = cur.fetchone()[0]
+                assert code == closes.CODES[closes.classify(r, pnl, e, x)], (r, pnl, e, x, code)
+    finally:
+        conn.close()

@@ -68,7 +68,7 @@ def pg_url():
             CREATE TABLE securities (security_id serial PRIMARY KEY, symbol text NOT NULL);
             CREATE TABLE positions (position_id serial PRIMARY KEY, security_id int REFERENCES securities,
                 status text NOT NULL, realized_pnl numeric, opened_at timestamptz, closed_at timestamptz,
-                risk_amount numeric);
+                risk_amount numeric, close_reason varchar(255), entry_price numeric, exit_price numeric);
             INSERT INTO securities(symbol) VALUES ('AAPL'), ('MSFT');
         """)
     conn.close()

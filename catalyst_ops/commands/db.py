@@ -20,8 +20,10 @@ def register(sub) -> None:
         description="Connection; tables in public (>= database.min_tables); foreign keys (>= database.min_foreign_keys); "
         "the expected tables of the real schema (database.expected_tables); constraints left NOT VALID; positions "
         "pointing at missing securities or cycles; orders pointing at missing positions; closed positions without "
-        "closed_at or realized_pnl; positions with quantity <= 0; positions closed before opened. A check whose table "
-        "or column is absent is skipped. Exit 1 if any check fails, 3 if the database cannot be reached.")
+        "closed_at or realized_pnl (a never-filled close, close_reason alpaca_*, needs no P&L); positions with "
+        "quantity <= 0; positions closed before opened; and, informational, how many closes were never filled and "
+        "how many carry an estimated P&L. A check whose table or column is absent is skipped. Exit 1 if any check "
+        "fails, 3 if the database cannot be reached.")
     c.add_argument("--json", action="store_true", help="print JSON")
     c.set_defaults(func=run_check, job="db-check")
     f = actions.add_parser(

@@ -43,11 +43,18 @@ def register(sub) -> None:
     s.add_argument("--deadline", type=float, metavar="SECONDS", help="bounded wait for the cycle (default workflow.deadline)")
     s.set_defaults(func=run_job, kind="scan", job="scan")
 
-    c = sub.add_parser("market-close", help="at the real close (13:00 on early-close days): fetch and store the daily report",
-                       description="Fetch the daily report from the reporting service (method, path and parameters "
-                       "from the contract profile) and store it as JSON under report_dir plus a row in the state DB. "
+    c = sub.add_parser("market-close", help="at the real close (13:00 on early-close days): the daily trading report "
+                       "from the database, stored and mailed",
+                       description="Build the daily trading report of the session from the trading database "
+                       "(metrics.session_query: positions opened and closed that session in exchange time, realized "
+                       "and unrealized P&L, winners, losers, win rate, the session's YYYYMMDD-NNN cycles, risk events) "
+                       "and the broker's account and positions; store it as trading-daily-DATE.{txt,json,html} under "
+                       "report_dir with a row in the state DB, and mail it (info alert). The reporting service is "
+                       "asked too only with market.reporting_service (default: the profile's; off for real). "
                        "Cron fires it at 13:00 and 16:00 on weekdays; it acts at the session's real close. " + _COMMON
-                       + " Exit 1 when reporting refuses, 3 when it is down.")
+                       + " Exit 3 when the trading database cannot be reached (what the broker gives is stored, a "
+                       "warning alert is raised, and a later run may act again); a broker that cannot be reached is "
+                       "shown as unavailable. With the reporting service on: exit 1 when it refuses, 3 when it is down.")
     _common(c)
     c.set_defaults(func=run_job, kind="market-close", job="market-close")
 

@@ -17,8 +17,9 @@ def register(sub) -> None:
         "status 'closed'), compute win rate, average win/loss, risk:reward (average win / |average loss|), profit "
         "factor, expectancy, max drawdown of the equity curve, trading days and the longest run of consecutive "
         "exchange sessions, and crashes recorded in the state DB; check the gates (metrics.*) and record the verdict "
-        "for `mode live`. Trades with NULL pnl or exit time are rejected (left out, counted). Exit 0 GO, 1 NO-GO, "
-        "3 database unreachable.")
+        "for `mode live`. Never-filled closes (close_reason alpaca_*) are not trades; estimated closes and "
+        "zero-P&L emergency closes are counted apart and left out unless metrics.include_estimates; other trades "
+        "with NULL pnl or exit time are rejected (left out, counted). Exit 0 GO, 1 NO-GO, 3 database unreachable.")
     p.add_argument("--days", type=int, metavar="N", help="only trades closed in the last N days (default: all)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--dry-run", action="store_true", help="compute and print; do not record the verdict")
@@ -63,12 +64,20 @@ def run(ctx, args: argparse.Namespace) -> int:
         period = (f"last {rep.days} days ({rep.since:%Y-%m-%d %H:%M} .. {rep.until:%Y-%m-%d %H:%M} UTC)" if rep.days
                   else f"all closed trades up to {rep.until:%Y-%m-%d %H:%M} UTC")
         ctx.out(f"period: {period}")
+        est = rep.estimates
+        apart = [["never filled (not trades)", rep.not_filled],
+                 ["estimates (" + ("included" if est["included"] else "excluded") + ")",
+                  f"{est['count']} ({est['estimated']} estimated closes, {est['emergency_zero']} zero-P&L emergency "
+                  f"closes), pnl {_num(est['pnl'])}"]]
         if not rep.trades:
             ctx.out("no closed trades" + (f" ({rep.rejected} rejected: NULL pnl or exit time)" if rep.rejected else ""))
+            if rep.not_filled or est["count"]:
+                ctx.out(table(apart, ["LEFT OUT", "COUNT"]))
         else:
             rows = [
                 ["trades", f"{rep.trades} ({rep.wins} wins, {rep.losses} losses, {rep.breakeven} breakeven)"],
                 ["rejected (NULL pnl/exit time)", rep.rejected],
+                *apart,
                 ["win rate", _pct(rep.win_rate)],
                 ["average win / loss", f"{_num(rep.avg_win)} / {_num(rep.avg_loss)}"],
                 ["risk:reward", _num(rep.risk_reward) if rep.risk_reward is not None else "- (no losing trades)"],
@@ -89,8 +98,10 @@ def run(ctx, args: argparse.Namespace) -> int:
         ctx.out(table([[g.gate, _gate_value(g), _gate_threshold(g), "PASS" if g.passed else "FAIL"] for g in rep.gates],
                       ["GATE", "VALUE", "THRESHOLD", "RESULT"]))
         ctx.out("")
-        ctx.out(f"verdict: {rep.verdict}" + ("" if not args.dry_run else " (dry run: not recorded)"))
+        ctx.out(f"verdict: {rep.verdict} ({metrics.estimates_line(rep)})"
+                + ("" if not args.dry_run else " (dry run: not recorded)"))
     failed = [g.gate for g in rep.gates if not g.passed]
-    ctx.summary = f"{rep.verdict}: {rep.trades} trades" + (f"; failed: {', '.join(failed)}" if failed else "")
+    ctx.summary = (f"{rep.verdict}: {rep.trades} trades, {rep.trades_estimated} of them estimates"
+                   + (f"; failed: {', '.join(failed)}" if failed else ""))
     log.info(ctx.summary)
     return OK if rep.verdict == "GO" else PROBLEM

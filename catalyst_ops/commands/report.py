@@ -27,6 +27,23 @@ def register(sub) -> None:
     d.add_argument("--dry-run", action="store_true", help="with --save/--mail: say what would be written or queued, do neither")
     d.add_argument("--no-live", action="store_true", help="do not sample CPU/memory now (use only recorded samples)")
     d.set_defaults(func=run_daily, job="report-daily")
+    t = rsub.add_parser("trading", help="the daily trading report: a session's positions, P&L, cycles and risk events, "
+                        "and the broker's account", description="The report market-close stores and mails, for any "
+                        "session: positions opened and closed that session (exchange time), realized and unrealized "
+                        "P&L, winners, losers and win rate, the session's cycles (YYYYMMDD-NNN) and risk events, read "
+                        "from the trading database with metrics.session_query; plus the broker's account and positions "
+                        "(read only). Never-filled closes are not trades; estimates are shown apart. Exit 3 when the "
+                        "database cannot be reached (what the broker gives is still printed).")
+    t.add_argument("--date", metavar="YYYY-MM-DD", help="the session date in exchange time (also: today, yesterday; "
+                   "default today)")
+    tform = t.add_mutually_exclusive_group()
+    tform.add_argument("--json", action="store_true", help="print JSON")
+    tform.add_argument("--html", action="store_true", help="print HTML")
+    t.add_argument("--save", action="store_true", help="also write trading-daily-DATE.{txt,json,html} under the report "
+                   "directory and record it in the state DB (as market-close does)")
+    t.add_argument("--mail", action="store_true", help="also queue the text report as an info alert")
+    t.add_argument("--dry-run", action="store_true", help="with --save/--mail: say what would be written or queued, do neither")
+    t.set_defaults(func=run_trading, job="report-trading")
     p.set_defaults(func=lambda ctx, args: (p.print_help(), 2)[1])
 
 
@@ -55,4 +72,37 @@ def run_daily(ctx, args: argparse.Namespace) -> int:
 
             alerts.enqueue(ctx.db, "info", f"report:daily:{data['date']}", report.verdict_line(data), report.render_text(data))
             log.info("report queued for mail")
+    return OK
+
+
+def run_trading(ctx, args: argparse.Namespace) -> int:
+    import logging
+    from zoneinfo import ZoneInfo
+
+    from catalyst_ops import report, tradingreport
+    from catalyst_ops.calendar import from_config
+    from catalyst_ops.errors import CANNOT_RUN
+
+    log = logging.getLogger(__name__)
+    tradingreport.check_config(ctx.cfg)
+    day = report.parse_day(args.date, ZoneInfo(ctx.cfg.market.exchange_timezone))
+    session = from_config(ctx.cfg).session(day)
+    data = tradingreport.build(ctx.cfg, day, session=session.as_dict() if session else None)
+    ctx.out(tradingreport.render(data, "json" if args.json else "html" if args.html else "text").rstrip("\n"))
+    ctx.summary = tradingreport.headline(data)
+    if args.save:
+        if args.dry_run:
+            log.info("dry run: would write %s.{txt,json,html} under %s", tradingreport.stem(data["session_date"]),
+                     ctx.cfg.reports_path)
+        else:
+            log.info("report written: %s", ", ".join(tradingreport.save(ctx.cfg, ctx.db, data)))
+    if args.mail:
+        if args.dry_run:
+            log.info("dry run: would queue the report as an info alert")
+        else:
+            tradingreport.mail(ctx.db, data)
+            log.info("report queued for mail")
+    if not data["database"]["available"]:
+        log.error("trading database: %s", data["database"]["error"])
+        return CANNOT_RUN
     return OK

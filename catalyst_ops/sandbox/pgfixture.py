@@ -30,10 +30,12 @@ def load_schema(conn, seed_trades: bool = False) -> None:
 
 def generate(conn, trades: int, securities: int = 50, per_day: int | None = None,
              start: str = "2026-01-05 14:30:00+00", orders: bool = True) -> None:
-    """Fill the fixture: sectors, securities, one cycle per day, `trades` closed positions
-    (with an order each when `orders`), a few rows in every other table.
+    """Fill the fixture: sectors, securities, one cycle per day (`YYYYMMDD-001`, the scanner's
+    format, UTC date), `trades` closed positions filled and exited (close_reason EXIT, with an
+    order each when `orders`), a few rows in every other table.
 
-    pnl of position i is ((i * 7919) % 2001) - 900 dollars: deterministic, ~55 % winners.
+    pnl of position i is ((i * 7919) % 2001) - 900 dollars: deterministic, ~55 % winners; the
+    exit price is the entry price plus pnl / quantity, as a real fill would make it.
     """
     per_day = per_day or max(1, trades // 250 or 1)
     with conn.cursor() as cur:
@@ -45,31 +47,34 @@ def generate(conn, trades: int, securities: int = 50, per_day: int | None = None
         days = (trades + per_day - 1) // per_day if trades else 0
         cur.execute(
             "INSERT INTO trading_cycles(cycle_id, mode, status, started_at, stopped_at)"
-            " SELECT 'cycle_' || to_char(d, 'YYYYMMDD') || '_143000', 'normal', 'completed', d, d + interval '6 hours'"
+            " SELECT to_char(d AT TIME ZONE 'UTC', 'YYYYMMDD') || '-001', 'normal', 'completed', d, d + interval '6 hours'"
             " FROM generate_series(%s::timestamptz, %s::timestamptz + (%s - 1) * interval '1 day', interval '1 day') d"
             " ON CONFLICT DO NOTHING", (start, start, max(days, 1)))
         cur.execute(
             "INSERT INTO positions(cycle_id, security_id, side, quantity, entry_price, exit_price, status,"
-            " risk_amount, realized_pnl, opened_at, closed_at)"
-            " SELECT 'cycle_' || to_char(o, 'YYYYMMDD') || '_143000', 1 + (g %% %s), 'long', 100, 50, 50, 'closed',"
-            "        500, ((g::bigint * 7919) %% 2001) - 900, o, o + interval '30 minutes'"
+            " risk_amount, realized_pnl, close_reason, alpaca_status, opened_at, closed_at)"
+            " SELECT to_char(o AT TIME ZONE 'UTC', 'YYYYMMDD') || '-001', 1 + (g %% %s), 'long', 100, 50,"
+            "        50 + (((g::bigint * 7919) %% 2001) - 900) / 100.0, 'closed',"
+            "        500, ((g::bigint * 7919) %% 2001) - 900, 'EXIT', 'filled', o, o + interval '30 minutes'"
             " FROM (SELECT g, %s::timestamptz + ((g - 1) / %s) * interval '1 day' + ((g - 1) %% %s) * interval '1 second' AS o"
             "       FROM generate_series(1, %s) g) s",
             (securities, start, per_day, per_day, trades))
         if orders:
             cur.execute(
-                "INSERT INTO orders(position_id, security_id, broker_order_id, side, quantity, filled_price, status,"
-                " submitted_at, filled_at)"
-                " SELECT position_id, security_id, md5(position_id::text), 'buy', quantity, entry_price, 'filled',"
-                " opened_at, opened_at FROM positions")
+                "INSERT INTO orders(position_id, security_id, cycle_id, broker_order_id, order_purpose, side, quantity,"
+                " filled_price, status, submitted_at, filled_at)"
+                " SELECT position_id, security_id, cycle_id, md5(position_id::text), 'entry', 'buy', quantity, entry_price,"
+                " 'filled', opened_at, opened_at FROM positions")
         cur.execute(
             "INSERT INTO time_dimension(ts, trading_date, hour, minute, day_of_week, is_market_hours)"
             " SELECT t, t::date, extract(hour FROM t), extract(minute FROM t), extract(dow FROM t), true"
             " FROM generate_series(%s::timestamptz, %s::timestamptz + interval '2 hours', interval '5 minutes') t"
             " ON CONFLICT DO NOTHING", (start, start))
         cur.execute(
-            "INSERT INTO scan_results(cycle_id, security_id, scan_ts, momentum_score, volume_ratio, rank, selected)"
-            " SELECT c.cycle_id, s.security_id, c.started_at, s.security_id / 10.0, 1.5, s.security_id, s.security_id <= 5"
+            "INSERT INTO scan_results(cycle_id, security_id, scan_timestamp, momentum_score, volume_score, price, volume,"
+            " rank, selected_for_trading)"
+            " SELECT c.cycle_id, s.security_id, c.started_at, s.security_id / 10.0, 1.5, 50, 100000, s.security_id,"
+            " s.security_id <= 5"
             " FROM (SELECT cycle_id, started_at FROM trading_cycles ORDER BY cycle_id LIMIT 5) c"
             " CROSS JOIN (SELECT security_id FROM securities ORDER BY security_id LIMIT 10) s")
         cur.execute(
@@ -84,6 +89,6 @@ def generate(conn, trades: int, securities: int = 50, per_day: int | None = None
             " SELECT s.security_id, t.time_id, 50, 51, 49, 50.5, 10000 FROM (SELECT security_id FROM securities LIMIT 5) s"
             " CROSS JOIN (SELECT time_id FROM time_dimension ORDER BY time_id LIMIT 5) t")
         cur.execute(
-            "INSERT INTO risk_events(cycle_id, event_type, severity, message)"
-            " SELECT cycle_id, 'daily_loss_check', 'info', 'within limits' FROM trading_cycles ORDER BY cycle_id LIMIT 3")
+            "INSERT INTO risk_events(cycle_id, event_type, risk_level, description)"
+            " SELECT cycle_id, 'daily_loss', 'low', 'within limits' FROM trading_cycles ORDER BY cycle_id LIMIT 3")
     conn.commit()

@@ -85,6 +85,13 @@ def _start_body_errors(body) -> list[dict]:
     return errors
 
 
+def _pydantic_int(text: str) -> int | None:
+    """A query string as pydantic 2 reads an `int` (lax mode): surrounding blanks, a sign, `_` between
+    digits and a zero fraction are accepted ('7', ' 7 ', '+7', '1_000', '7.0'); anything else is not."""
+    m = re.fullmatch(r"\s*([+-]?[0-9]+(?:_[0-9]+)*)(?:\.0*)?\s*", text or "", re.ASCII)
+    return int(m.group(1).replace("_", "")) if m else None
+
+
 class StandIn:
     def __init__(self, service: str, rundir: Path, settings: dict):
         self.service = service
@@ -270,11 +277,41 @@ class StandIn:
         return 200, "application/json", {"status": "idle"}
 
     # ------------------------------------------------------------------ reporting
-    def daily_report(self, params: dict) -> tuple:
-        date = params.get("report_date") or datetime.now().strftime("%Y-%m-%d")
-        return 200, "application/json", {"report_type": "daily", "report_date": date, "cycle_id": params.get("cycle_id"),
-                                         "summary": {"trades": 3, "wins": 2, "losses": 1, "realized_pnl": 412.5},
-                                         "generated_at": datetime.utcnow().isoformat() + "Z"}
+    def daily_report(self, method: str, params: dict, body) -> tuple:
+        """The daily report route; every request is recorded in <rundir>/reporting-requests.json."""
+        answer = self._daily_report(method, params, body)
+        with self.lock:
+            seen = read_json(self.rundir / "reporting-requests.json", [])
+            seen.append({"at": time.time(), "method": method, "params": params, "body": body, "status": answer[0]})
+            write_json(self.rundir / "reporting-requests.json", seen)
+        return answer
+
+    def _daily_report(self, method: str, params: dict, body) -> tuple:
+        want = "GET" if self.profile == "real" else "POST"
+        if method != want:
+            return 405, "application/json", {"detail": "Method Not Allowed"}
+        if self.profile != "real":  # the plan's POST: a hypothetical contract, answered as the plan describes
+            body = body if isinstance(body, dict) else {}
+            date = body.get("report_date") or datetime.now().strftime("%Y-%m-%d")
+            return 200, "application/json", {"report_type": "daily", "report_date": date, "cycle_id": body.get("cycle_id"),
+                                             "summary": {"trades": 3, "wins": 2, "losses": 1, "realized_pnl": 412.5},
+                                             "generated_at": datetime.utcnow().isoformat() + "Z"}
+        # The real service (services/reporting/reporting-service.py at 63de899): `cycle_id: int` is a FastAPI
+        # query parameter (pydantic 2), checked before anything else; bodies recorded from FastAPI 0.115.12 /
+        # 0.165 with pydantic 2.11 / 2.14 running that route against PostgreSQL through asyncpg 0.29 / 0.32.
+        if "cycle_id" not in params:
+            return 422, "application/json", {"detail": [{"type": "missing", "loc": ["query", "cycle_id"],
+                                                         "msg": "Field required", "input": None}]}
+        cycle_id = _pydantic_int(params["cycle_id"])
+        if cycle_id is None:  # the workflow's cycle_YYYYMMDD_HHMMSS and the scanner's YYYYMMDD-NNN alike
+            return 422, "application/json", {"detail": [{
+                "type": "int_parsing", "loc": ["query", "cycle_id"],
+                "msg": "Input should be a valid integer, unable to parse string as an integer", "input": params["cycle_id"]}]}
+        if cycle_id < 1:  # the route's own ValueError, mapped to 400
+            return 400, "application/json", {"detail": {"error": "Invalid parameters", "message": f"Invalid cycle_id: {cycle_id}"}}
+        # `WHERE cycle_id = $1` against VARCHAR(20): asyncpg refuses the int ("invalid input for query argument $1:
+        # 7 (expected str, got int)") with asyncpg.exceptions.DataError, a PostgresError, which the route maps to 503
+        return 503, "application/json", {"detail": {"error": "Database unavailable", "retry_after": 30}}
 
     # ------------------------------------------------------------------ broker (Alpaca v2 stand-in: sandbox/broker.py)
     def broker_path_for(self, account: str) -> Path:
@@ -460,10 +497,9 @@ def make_handler(app: StandIn):
                     return app.workflow_status(urllib.parse.unquote(m.group(1)))
             if svc == "reporting":
                 if path == "/api/v1/reports/daily":
-                    want = "GET" if app.profile == "real" else "POST"
-                    if method != want:
-                        return 405, "application/json", {"detail": "Method Not Allowed"}
-                    return app.daily_report(params if method == "GET" else (body or {}))
+                    # Starlette keeps blank values (`cycle_id=` is "", not absent)
+                    query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query, keep_blank_values=True))
+                    return app.daily_report(method, query, body)
                 if path == "/api/v1/reports/performance" and method == "GET":
                     return 200, "application/json", {"report_type": "performance", "total_trades": 0}
             if svc == "trading":
