@@ -6,7 +6,8 @@ job that never runs and nobody is told. This checker is what the cron role runs 
 - a job line with a bad time field (range, step, name) or without a user or a command;
 - a user that does not exist on this host (cron would skip the line);
 - an unescaped `%` in a command (cron turns it into a newline: `date +%F` silently breaks);
-- a last line without its newline (cron ignores that line);
+- a last line without its newline (Debian 12's cron: "Missing newline before EOF, this crontab
+  file will be ignored": the whole file);
 - an environment line with an empty unquoted value (`MAILTO=`): Debian's cron reads it as a
   job line, fails on it, and ignores the WHOLE file ("bad minute"); `MAILTO=""` is the form.
 These rules were checked against Debian 12's cron on the Molecule droplet.
@@ -157,7 +158,7 @@ def parse(text: str, user_exists=None, user_field: bool = True, user: str = "") 
     """Parse a cron.d file (or, with `user_field=False`, a user crontab); raise CronFileError naming
     the first bad line. `user_exists(name)` -> bool."""
     if text and not text.endswith("\n"):
-        raise CronFileError(text.count("\n") + 1, "the last line has no newline; cron ignores it")
+        raise CronFileError(text.count("\n") + 1, "the last line has no newline; cron ignores the whole file")
     jobs = []
     for ln in lines(text, user_field, user):
         if ln.kind == "error":

@@ -190,6 +190,9 @@ def scan(root: str = "/", own=DEFAULT_OWN, patterns=DEFAULT_PATTERNS) -> Scan:
         bad = next((ln for ln in lines if ln.kind == "error"), None)
         if bad:
             result.ignored[src.file] = f"line {bad.lineno}: {bad.error}"
+        elif raw and not raw.endswith(b"\n"):
+            # Debian 12's cron: "Missing newline before EOF, this crontab file will be ignored"
+            result.ignored[src.file] = f"line {len(lines)}: no newline at the end"
         i = 0
         while i < len(lines):
             ln = lines[i]

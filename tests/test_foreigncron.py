@@ -507,3 +507,14 @@ def test_a_symlinked_cron_d_file_is_edited_where_it_points(tmp_path):
     assert res.code == 0 and data["changed"] == 3, res.text
     assert (root / "etc" / "cron.d" / "upstream").is_symlink()
     assert target.read_text().count(MARK) == 3
+
+
+def test_a_file_without_its_final_newline_is_ignored_by_cron_and_left(tmp_path):
+    # Debian 12's cron on the droplet: "Missing newline before EOF, this crontab file will be ignored"
+    root = tree(tmp_path / "root", cron_d={"upstream": CRON_D_UPSTREAM.rstrip("\n")})
+    before = snapshot(root)
+    res, data = foreign(root, "--disable")
+    assert res.code == 0, res.text
+    assert {f["action"] for f in data["findings"]} == {"left"} and len(data["findings"]) == 3
+    assert data["ignored_by_cron"] == {"/etc/cron.d/upstream": "line 7: no newline at the end"}
+    assert snapshot(root) == before
