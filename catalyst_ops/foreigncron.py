@@ -274,6 +274,10 @@ def disable(result: Scan, backup_dir: str, now: datetime, dry_run: bool, root: s
         new = _edited(raw, findings, date)
         entry = {"file": file, "lines": [f.line for f in findings], "backup": None}
         if not dry_run:
+            with open(src.path, "rb") as fh:
+                if fh.read() != raw:
+                    # someone edited it since the scan: writing ours would drop their change
+                    raise CannotRun(f"{file}: changed while catalyst-ops was reading it; nothing written to it, run again")
             os.makedirs(backup_dir, mode=0o700, exist_ok=True)
             backup = _backup_name(file, stamp, backup_dir)
             from catalyst_ops.fsutil import atomic_write

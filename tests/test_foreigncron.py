@@ -11,6 +11,7 @@ import shutil
 import stat
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -518,3 +519,13 @@ def test_a_file_without_its_final_newline_is_ignored_by_cron_and_left(tmp_path):
     assert {f["action"] for f in data["findings"]} == {"left"} and len(data["findings"]) == 3
     assert data["ignored_by_cron"] == {"/etc/cron.d/upstream": "line 7: no newline at the end"}
     assert snapshot(root) == before
+
+
+def test_a_file_edited_between_scan_and_write_is_not_overwritten(tmp_path):
+    root = tree(tmp_path / "root", cron_d={"upstream": CRON_D_UPSTREAM})
+    f = root / "etc" / "cron.d" / "upstream"
+    result = foreigncron.scan(str(root))
+    f.write_text(CRON_D_UPSTREAM + "0 5 * * * root echo operator\n")  # the operator's edit, after the scan
+    with pytest.raises(foreigncron.CannotRun, match="changed while catalyst-ops was reading it"):
+        foreigncron.disable(result, str(tmp_path / "backups"), datetime.now(timezone.utc), False, str(root))
+    assert f.read_text().endswith("echo operator\n") and MARK not in f.read_text()
