@@ -6,10 +6,16 @@ job that never runs and nobody is told. This checker is what the cron role runs 
 - a job line with a bad time field (range, step, name) or without a user or a command;
 - a user that does not exist on this host (cron would skip the line);
 - an unescaped `%` in a command (cron turns it into a newline: `date +%F` silently breaks);
-- a last line without its newline (cron ignores that line);
+- a last line without its newline (Debian 12's cron: "Missing newline before EOF, this crontab
+  file will be ignored": the whole file);
 - an environment line with an empty unquoted value (`MAILTO=`): Debian's cron reads it as a
   job line, fails on it, and ignores the WHOLE file ("bad minute"); `MAILTO=""` is the form.
 These rules were checked against Debian 12's cron on the Molecule droplet.
+
+`lines()` classifies every line without stopping at the first error (the scan of other crontabs
+in foreigncron.py needs all of them), and both read user crontabs too (`user_field=False`: no
+user column, as `crontab` installs them; tests/test_foreigncron.py holds the parser to Debian's
+own `crontab`).
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ class CronFileError(ValueError):
     def __init__(self, lineno: int, message: str):
         super().__init__(f"line {lineno}: {message}" if lineno else message)
         self.lineno = lineno
+        self.message = message
 
 
 def _value(token: str, low: int, names: list[str] | None, field: str, lineno: int) -> int:
@@ -86,39 +93,88 @@ def _unescaped_percent(command: str) -> bool:
     return False
 
 
-def parse(text: str, user_exists=None) -> list[Job]:
-    """Parse a cron.d file; raise CronFileError naming the first bad line. `user_exists(name)` -> bool."""
-    if text and not text.endswith("\n"):
-        raise CronFileError(text.count("\n") + 1, "the last line has no newline; cron ignores it")
-    jobs = []
+@dataclass
+class Line:
+    """One line of a crontab as cron sees it: blank, comment, env (NAME=value), job, or error
+    (a line cron cannot parse; Debian's cron then ignores the whole file)."""
+
+    lineno: int
+    text: str
+    kind: str
+    job: Job | None = None
+    error: str | None = None
+
+
+def lines(text: str, user_field: bool = True, user: str = "") -> list[Line]:
+    """Every line classified, without stopping at the first error. `user_field=False` reads a user
+    crontab (/var/spool/cron/crontabs/NAME, installed by `crontab`): no user column; each job's
+    user is `user`, the crontab's owner."""
+    out = []
     for lineno, line in enumerate(text.splitlines(), 1):
         stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
+        if not stripped:
+            out.append(Line(lineno, line, "blank"))
+            continue
+        if stripped.startswith("#"):
+            out.append(Line(lineno, line, "comment"))
             continue
         env = _ENV.match(line)
         if env:
             if not env.group(2).strip():
-                raise CronFileError(lineno, f"{env.group(1)}= has an empty value: cron ignores the whole file; "
-                                    f'write {env.group(1)}=""')
+                out.append(Line(lineno, line, "error", error=f"{env.group(1)}= has an empty value: cron ignores the "
+                                f'whole file; write {env.group(1)}=""'))
+            else:
+                out.append(Line(lineno, line, "env"))
             continue
-        fields = stripped.split(None, 6 if not stripped.startswith("@") else 2)
-        if stripped.startswith("@"):
-            if fields[0] not in _SPECIALS:
-                raise CronFileError(lineno, f"unknown schedule {fields[0]!r}; expected one of {', '.join(sorted(_SPECIALS))}")
-            if len(fields) < 3:
-                raise CronFileError(lineno, "expected '@schedule user command'")
-            schedule, user, command = fields
-        else:
-            if len(fields) < 7:
-                raise CronFileError(lineno, "expected 5 time fields, a user and a command (a cron.d line needs the user)")
-            for (name, low, high, names), text_field in zip(_FIELDS, fields[:5]):
-                _check_field(text_field, name, low, high, names, lineno)
-            schedule, user, command = " ".join(fields[:5]), fields[5], fields[6]
-        if user_exists is not None and not user_exists(user):
-            raise CronFileError(lineno, f"user {user!r} does not exist on this host (cron would skip the line)")
-        if _unescaped_percent(command):
-            raise CronFileError(lineno, "unescaped % in the command: cron turns it into a newline (write \\%)")
-        jobs.append(Job(lineno, schedule, user, command))
+        try:
+            out.append(Line(lineno, line, "job", job=_job(stripped, lineno, user_field, user)))
+        except CronFileError as exc:
+            out.append(Line(lineno, line, "error", error=exc.message))
+    return out
+
+
+def _job(stripped: str, lineno: int, user_field: bool, owner: str) -> Job:
+    """A job line; its user and command may be empty. Debian's crontab(1) installs `0 9 * * *` (a
+    job without a command), so cron does not ignore a file for it; parse() still refuses it."""
+    special = stripped.startswith("@")
+    fields = stripped.split(None, (1 if special else 5) + (1 if user_field else 0))
+    if special:
+        if fields[0] not in _SPECIALS:
+            raise CronFileError(lineno, f"unknown schedule {fields[0]!r}; expected one of {', '.join(sorted(_SPECIALS))}")
+        schedule, rest = fields[0], fields[1:]
+    else:
+        if len(fields) < 5:
+            raise CronFileError(lineno, "expected 5 time fields" + (", a user and a command (a cron.d line needs the "
+                                                                    "user)" if user_field else " and a command"))
+        for (name, low, high, names), text_field in zip(_FIELDS, fields[:5]):
+            _check_field(text_field, name, low, high, names, lineno)
+        schedule, rest = " ".join(fields[:5]), fields[5:]
+    if user_field:
+        return Job(lineno, schedule, rest[0] if rest else "", rest[1] if len(rest) > 1 else "")
+    return Job(lineno, schedule, owner, rest[0] if rest else "")
+
+
+def parse(text: str, user_exists=None, user_field: bool = True, user: str = "") -> list[Job]:
+    """Parse a cron.d file (or, with `user_field=False`, a user crontab); raise CronFileError naming
+    the first bad line. `user_exists(name)` -> bool."""
+    if text and not text.endswith("\n"):
+        raise CronFileError(text.count("\n") + 1, "the last line has no newline; cron ignores the whole file")
+    jobs = []
+    for ln in lines(text, user_field, user):
+        if ln.kind == "error":
+            raise CronFileError(ln.lineno, ln.error)
+        if ln.kind != "job":
+            continue
+        job = ln.job
+        if not job.command:
+            raise CronFileError(ln.lineno, ("expected '@schedule user command'" if job.schedule.startswith("@") else
+                                            "expected 5 time fields, a user and a command (a cron.d line needs the user)")
+                                if user_field else "the job has no command")
+        if user_field and user_exists is not None and not user_exists(job.user):
+            raise CronFileError(ln.lineno, f"user {job.user!r} does not exist on this host (cron would skip the line)")
+        if _unescaped_percent(job.command):
+            raise CronFileError(ln.lineno, "unescaped % in the command: cron turns it into a newline (write \\%)")
+        jobs.append(job)
     return jobs
 
 

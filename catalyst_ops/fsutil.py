@@ -7,14 +7,15 @@ import tempfile
 from pathlib import Path
 
 
-def atomic_write(path: str | Path, data: str, mode: int = 0o600) -> Path:
+def atomic_write(path: str | Path, data: str | bytes, mode: int = 0o600) -> Path:
     """Write `data` to `path` atomically with the given mode; an existing file's owner is kept.
     The temp name starts with a dot (readers such as node_exporter's textfile collector and
-    logrotate globs skip it); on any failure it is removed and `path` is untouched."""
+    logrotate globs skip it); on any failure it is removed and `path` is untouched. Bytes are
+    written as they are (files of other programs, kept byte for byte)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+        with (os.fdopen(fd, "wb") if isinstance(data, bytes) else os.fdopen(fd, "w", encoding="utf-8", newline="")) as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())

@@ -53,6 +53,11 @@ def test_good_variables_pass_the_check(inventory):
     ({"catalyst_ops_settings": {"runtime": {"kind": "systemd"}}}, "catalyst_ops_settings: expected no key among"),
     ({"catalyst_runtime": {"kind": "docker"}}, "catalyst_runtime: expected a mapping whose kind is compose, systemd or command"),
     ({"catalyst_cron_file": "/etc/cron.d/catalyst.cron"}, "catalyst_cron_file: expected /etc/cron.d/NAME"),
+    ({"catalyst_cron_foreign_backup_dir": "/etc/cron.d/old"}, "catalyst_cron_foreign_backup_dir: expected an absolute path outside /etc/cron.d"),
+    ({"catalyst_cron_foreign_extra_patterns": ["docker("]}, "item=catalyst_cron_foreign_extra_patterns: docker("),
+    ({"catalyst_cron_foreign_patterns": [], "catalyst_cron_foreign_extra_patterns": []}, "catalyst_cron_foreign_patterns: expected at least one pattern"),
+    ({"catalyst_cron_foreign_own_files": ["catalyst"]}, "catalyst_cron_foreign_own_files: expected absolute paths"),
+    ({"catalyst_cron_foreign_disable": "maybe"}, "argument 'catalyst_cron_foreign_disable' is of type str"),
     ({"catalyst_backup_dir_mode": 700}, "catalyst_backup_dir_mode: expected an octal mode in quotes"),
     ({"catalyst_validation_report_schedule": "every day"}, "catalyst_validation_report_schedule: expected five cron time fields"),
 ])

@@ -90,8 +90,9 @@ def cfg(tmp_path) -> Path:
     return p
 
 
-def schedule(cfg, *args, now="2026-03-07T12:00:00-05:00"):
-    return run_cli("--now", now, "schedule", "--json", *args, config=cfg)
+def schedule(cfg, *args, now="2026-03-07T12:00:00-05:00", cron_root=None):
+    # cfg's directory has no etc/ or var/: the host's own crontabs never change these results
+    return run_cli("--now", now, "schedule", "--json", "--cron-root", cron_root or Path(cfg).parent, *args, config=cfg)
 
 
 def test_schedule_right_zone_across_dst(cfg, tmp_path):

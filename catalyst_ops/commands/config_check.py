@@ -1,12 +1,13 @@
 """`catalyst-ops config check` and `config check-crontab`: validate files before they are installed.
 
 The Ansible roles use both as `validate:` commands, so a bad ops.yml or cron file never
-replaces a good one on the droplet.
+replaces a good one on the droplet. `config foreign-cron` is the cron role's scan of the host's
+other crontabs (catalyst_ops/foreigncron.py).
 """
 
 from __future__ import annotations
 
-from catalyst_ops.errors import OK, USAGE
+from catalyst_ops.errors import OK, USAGE, CannotRun
 
 
 def register(sub) -> None:
@@ -38,6 +39,38 @@ def register(sub) -> None:
                       "number of keys, never a value.")
     e.add_argument("file")
     e.set_defaults(func=run_check_env)
+    _register_foreign_cron(ss)
+
+
+def _register_foreign_cron(ss) -> None:
+    from catalyst_ops.foreigncron import DEFAULT_BACKUP_DIR, DEFAULT_OWN, DEFAULT_PATTERNS
+
+    f = ss.add_parser(
+        "foreign-cron", help="find (and with --disable comment out) cron lines outside our files that drive the stack",
+        description="Read /etc/crontab, /etc/cron.d/* and the user crontabs in /var/spool/cron/crontabs the way "
+        "Debian's cron does (catalyst-ops' own files excepted) and list the job lines whose command matches a "
+        "pattern: upstream's workflow/start curls, docker-compose stop|restart|up|down, its health and scan "
+        "scripts, pg_dump, calls to ports 5000-5009. With --disable each is commented out with "
+        "'# disabled by catalyst-ops YYYY-MM-DD: ' after a backup of its file (system files: atomic rename; user "
+        "crontabs: crontab -u USER, which cron notices). A file cron ignores (a line it cannot parse) runs nothing "
+        "and is left alone. Exit 0: no live line left; 1: live lines found and left (no --disable, or --dry-run); "
+        "2: bad option; 3: a file could not be read or written.")
+    f.add_argument("--disable", action="store_true", help="comment the lines out (default: report only)")
+    f.add_argument("--dry-run", action="store_true", help="with --disable: show what would be commented out; change nothing")
+    f.add_argument("--json", action="store_true", help="print the result as JSON (the cron role reads it)")
+    f.add_argument("--own", action="append", metavar="FILE",
+                   help=f"catalyst-ops' own cron file, never read or touched (repeat; default {' and '.join(DEFAULT_OWN)})")
+    f.add_argument("--pattern", action="append", metavar="REGEX",
+                   help="a Python regular expression for a command that drives the stack (repeat); added to the "
+                   f"{len(DEFAULT_PATTERNS)} built-in ones unless --no-default-patterns")
+    f.add_argument("--no-default-patterns", action="store_true", help="use only the --pattern ones")
+    f.add_argument("--backup-dir", metavar="DIR", default=DEFAULT_BACKUP_DIR,
+                   help=f"where each edited file is copied first, as PATH_WITH_UNDERSCORES.YYYYMMDDTHHMMSSZ "
+                   f"(default {DEFAULT_BACKUP_DIR}; not in /etc/cron.d, where cron could read it)")
+    f.add_argument("--cron-root", metavar="DIR", default="/",
+                   help="read the cron files under DIR instead of / (a test tree or a mounted image); user "
+                   "crontabs there are read, never edited")
+    f.set_defaults(func=run_foreign_cron)
 
 
 def run_check(ctx, args) -> int:
@@ -105,3 +138,35 @@ def run_check_logrotate(ctx, args) -> int:
         raise OpsError(f"{args.file}: {first}{more}", USAGE)
     print(f"ok: {args.file}")
     return OK
+
+
+def run_foreign_cron(ctx, args) -> int:
+    import os
+
+    from catalyst_ops import clock, foreigncron
+    from catalyst_ops.errors import PROBLEM, OpsError
+
+    patterns = ([] if args.no_default_patterns else list(foreigncron.DEFAULT_PATTERNS)) + (args.pattern or [])
+    own = args.own or list(foreigncron.DEFAULT_OWN)
+    if not os.path.isdir(args.cron_root):
+        raise OpsError(f"--cron-root {args.cron_root}: no such directory", USAGE)
+    now = clock.now()
+    result = foreigncron.scan(args.cron_root, own, patterns)
+    if result.unreadable:
+        first = result.unreadable[0]
+        raise CannotRun(f"{first['file']}: cannot read: {first['reason']}")
+    edits = foreigncron.disable(result, args.backup_dir, now, args.dry_run, args.cron_root) if args.disable else []
+    data = foreigncron.report(result, edits, disable_requested=args.disable, dry_run=args.dry_run,
+                              date=now.astimezone().strftime("%Y-%m-%d"), own=own, patterns=patterns)
+    if ctx.as_json:
+        ctx.emit_json(data)
+    else:
+        for f in result.findings:
+            print(foreigncron.describe(f))
+        for e in edits:
+            print(f"{e['file']}: backup {e['backup']}" if e["backup"] else f"{e['file']}: would be edited (dry run)")
+        verb = "would comment out" if args.dry_run else "commented out"
+        print(f"{len(result.files)} cron files read; {len(result.findings)} line(s) drive the stack; "
+              f"{data['changed']} {verb}; {data['remaining']} live line(s) left")
+    ctx.summary = f"{len(result.findings)} foreign cron line(s), {data['changed']} changed"
+    return PROBLEM if data["remaining"] else OK

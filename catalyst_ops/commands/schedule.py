@@ -17,10 +17,15 @@ def register(sub) -> None:
                        "the host's zone, and for market jobs whether that run will act or skip (NYSE calendar). Cron "
                        "on Debian has no CRON_TZ, so the crontab's times are host times: when the host zone does not "
                        "match the exchange zone all year, this prints a warning and exits 1. Reads the installed "
-                       f"crontab ({DEFAULT_CRONTAB}) when present, else the built-in schedule.")
+                       f"crontab ({DEFAULT_CRONTAB}) when present, else the built-in schedule. Also warns (exit 1) "
+                       "about lines in /etc/crontab, other /etc/cron.d files and the user crontabs that drive the "
+                       "stack behind catalyst-ops' back (upstream's workflow/start curls, docker-compose stop, "
+                       "pg_dump, ...): `catalyst-ops config foreign-cron --disable` comments them out.")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--crontab", metavar="PATH", help=f"the crontab to read (default {DEFAULT_CRONTAB} if it exists)")
     p.add_argument("--host-tz", metavar="ZONE", help="assume this host zone instead of detecting it (what-if)")
+    p.add_argument("--cron-root", metavar="DIR", default="/",
+                   help="look for other crontabs under DIR instead of / (a test tree or a mounted image)")
     p.set_defaults(func=run)
 
 
@@ -66,6 +71,15 @@ def run(ctx, args: argparse.Namespace) -> int:
     else:
         entries = [(j, j.cron) for j in schedule.JOBS]
 
+    foreign, notes = _foreign_lines(args, path)
+    for f in foreign:
+        if f.live:
+            warnings.append(f"{f.file}:{f.line}: a cron line outside catalyst-ops' files drives the stack: "
+                            f"{' '.join(f.text.split())[:120]} (`catalyst-ops config foreign-cron --disable` "
+                            "comments it out)")
+        else:
+            notes.append(f"{f.file}:{f.line}: drives the stack but {f.note.split(': it runs nothing')[0]}")
+
     cal = from_config(cfg)
     rows = []
     for job, cron in entries:
@@ -85,7 +99,9 @@ def run(ctx, args: argparse.Namespace) -> int:
         rows.append(row)
 
     data = {"now": now.isoformat(), "host_timezone": host_name, "exchange_timezone": cfg.market.exchange_timezone,
-            "crontab": path, "jobs": rows, "warnings": warnings}
+            "crontab": path, "jobs": rows, "warnings": warnings, "notes": notes,
+            "foreign_cron": [{"file": f.file, "line": f.line, "text": f.text, "live": f.live, "pattern": f.pattern}
+                             for f in foreign]}
     if ctx.as_json:
         ctx.emit_json(data)
     else:
@@ -105,5 +121,21 @@ def run(ctx, args: argparse.Namespace) -> int:
                        "NEXT ACTION"]))
         for w in warnings:
             print(f"catalyst-ops schedule: warning: {w}", file=sys.stderr)
+        for n in notes:
+            print(f"catalyst-ops schedule: note: {n}", file=sys.stderr)
     ctx.summary = f"{len(rows)} jobs; {len(warnings)} warning(s)"
     return PROBLEM if warnings else OK
+
+
+def _foreign_lines(args, crontab_path):
+    """Lines elsewhere in cron that drive the stack (foreigncron.py, its built-in patterns). Without
+    root the user crontabs cannot be read: that is a note, not a warning."""
+    from catalyst_ops import foreigncron
+    from catalyst_ops.errors import USAGE, OpsError
+
+    if not os.path.isdir(args.cron_root):
+        raise OpsError(f"--cron-root {args.cron_root}: no such directory", USAGE)
+    own = list(foreigncron.DEFAULT_OWN) + ([crontab_path] if crontab_path else [])
+    result = foreigncron.scan(args.cron_root, own)
+    notes = [f"{u['file']}: not checked for lines that drive the stack: {u['reason']}" for u in result.unreadable]
+    return result.findings, notes
