@@ -136,6 +136,20 @@ class MarketConfig:
 
 
 @dataclass
+class MailDnsConfig:
+    """What `alert dns` expects of the sender domain's SPF, DKIM and DMARC records."""
+    domain: str = ""  # "": the domain of the .env's SMTP_FROM (else SMTP_USERNAME)
+    spf_include: str = ""  # the SMTP provider's SPF include, e.g. sendgrid.net
+    dkim_selector: str = ""  # the provider's DKIM selector: <selector>._domainkey.<domain>
+    dmarc_policy: str = field(default="quarantine", **_meta(choices=["quarantine", "reject"]))
+    dmarc_rua: str = ""  # the DMARC aggregate report address ("": no rua= in the record)
+    resolver: str = ""  # IP address of the resolver to ask; "": the host's (/etc/resolv.conf)
+    port: int = field(default=53, **_meta(min=1, max=65535))
+    timeout: float = field(default=5.0, **_meta(min=0.1, max=60))  # seconds per lookup, all tries included
+    tcp: bool = False  # ask over TCP (networks that drop DNS over UDP); UDP falls back to TCP on truncation anyway
+
+
+@dataclass
 class AlertsConfig:
     enabled: bool = True
     interval: float = field(default=30.0, **_meta(min=0.1))  # monitor sweep interval, seconds
@@ -150,6 +164,7 @@ class AlertsConfig:
     health_stale: float = field(default=900.0, **_meta(min=1))
     market_open_deadline: str = "09:45"
     backup_stale_hours: float = field(default=26.0, **_meta(min=1))
+    dns: MailDnsConfig = field(default_factory=MailDnsConfig)
 
 
 @dataclass

@@ -2,7 +2,7 @@
 # Set up this checkout on a fresh Debian 12 machine (as root, or with sudo available):
 #   scripts/setup.sh          the package and what running it needs
 #   scripts/setup.sh --test   plus everything the test suite needs (PostgreSQL, debootstrap,
-#                             systemd-nspawn, logrotate, cron, chromium, the Python test tools)
+#                             systemd-nspawn, logrotate, cron, chromium, nsd, the Python test tools)
 # Idempotent: a second run installs nothing new.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +15,7 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 pkgs=(python3 python3-venv python3-pip ca-certificates curl jq)
 if [ "$want_test" = 1 ]; then
   pkgs+=(postgresql postgresql-client logrotate cron debootstrap systemd-container iproute2
-         openssh-client openssh-server util-linux chromium fonts-dejavu-core)
+         openssh-client openssh-server util-linux chromium fonts-dejavu-core nsd)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
@@ -26,9 +26,13 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# the Debian postgresql package starts a cluster on 5432; the tests make their own
+# the Debian postgresql package starts a cluster on 5432, nsd a DNS server on 53; the tests
+# start their own on free ports
 if [ "$want_test" = 1 ] && command -v pg_ctlcluster >/dev/null 2>&1; then
   $SUDO systemctl disable --now postgresql >/dev/null 2>&1 || true
+fi
+if [ "$want_test" = 1 ] && [ -x /usr/sbin/nsd ]; then
+  $SUDO systemctl disable --now nsd >/dev/null 2>&1 || true
 fi
 
 PY=${PYTHON:-python3}
