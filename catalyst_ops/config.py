@@ -278,6 +278,10 @@ class ValidationConfig:
     backup_max_gap_hours: float = field(default=26.0, **_meta(min=1))  # longest stretch without an ok backup
     monitor_max_gap_minutes: float = field(default=10.0, **_meta(min=1))  # longest stretch without monitor evidence
     resource_sample_seconds: float = field(default=1.0, **_meta(min=0.1, max=30))  # CPU measured over this interval
+    # the database criterion fails when the busiest sample used this share of max_connections
+    db_connections_limit_percent: float = field(default=80.0, **_meta(min=1, max=100))
+    # the email criterion fails when an alert created in the window waited longer than this undelivered
+    alert_max_delay_minutes: float = field(default=30.0, **_meta(min=1))
 
 
 @dataclass
