@@ -253,6 +253,12 @@ class TradingConfig:
     # hot reloaded by the services): the ramp writes risk_limits.max_positions / max_daily_loss_usd there
     risk_file: str = ""
     restart_trading: bool = True  # apply .env changes to the running services (recreate) and confirm them
+    # the ramp's live success criteria (phase 7.5), over the live trades of the stage
+    min_win_rate: float = field(default=0.50, **_meta(min=0, max=1))
+    min_risk_reward: float = field(default=1.5, **_meta(min=0))
+    # entering this stage (and any later one) needs a recorded emergency-stop drill; 0: never
+    drill_before_stage: int = field(default=3, **_meta(min=0))
+    drill_max_age_days: float = field(default=30.0, **_meta(min=1))  # an older drill does not count
 
 
 @dataclass
