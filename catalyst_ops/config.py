@@ -148,6 +148,20 @@ class MarketConfig:
 
 
 @dataclass
+class MailDnsConfig:
+    """What `alert dns` expects of the sender domain's SPF, DKIM and DMARC records."""
+    domain: str = ""  # "": the domain of the .env's SMTP_FROM (else SMTP_USERNAME)
+    spf_include: str = ""  # the SMTP provider's SPF include, e.g. sendgrid.net
+    dkim_selector: str = ""  # the provider's DKIM selector: <selector>._domainkey.<domain>
+    dmarc_policy: str = field(default="quarantine", **_meta(choices=["quarantine", "reject"]))
+    dmarc_rua: str = ""  # the DMARC aggregate report address ("": no rua= in the record)
+    resolver: str = ""  # IP address of the resolver to ask; "": the host's (/etc/resolv.conf)
+    port: int = field(default=53, **_meta(min=1, max=65535))
+    timeout: float = field(default=5.0, **_meta(min=0.1, max=60))  # seconds per lookup, all tries included
+    tcp: bool = False  # ask over TCP (networks that drop DNS over UDP); UDP falls back to TCP on truncation anyway
+
+
+@dataclass
 class AlertsConfig:
     enabled: bool = True
     interval: float = field(default=30.0, **_meta(min=0.1))  # monitor sweep interval, seconds
@@ -162,6 +176,7 @@ class AlertsConfig:
     health_stale: float = field(default=900.0, **_meta(min=1))
     market_open_deadline: str = "09:45"
     backup_stale_hours: float = field(default=26.0, **_meta(min=1))
+    dns: MailDnsConfig = field(default_factory=MailDnsConfig)
 
 
 @dataclass
@@ -281,6 +296,12 @@ class TradingConfig:
     # hot reloaded by the services): the ramp writes risk_limits.max_positions / max_daily_loss_usd there
     risk_file: str = ""
     restart_trading: bool = True  # apply .env changes to the running services (recreate) and confirm them
+    # the ramp's live success criteria (phase 7.5), over the live trades of the stage
+    min_win_rate: float = field(default=0.50, **_meta(min=0, max=1))
+    min_risk_reward: float = field(default=1.5, **_meta(min=0))
+    # entering this stage (and any later one) needs a recorded emergency-stop drill; 0: never
+    drill_before_stage: int = field(default=3, **_meta(min=0))
+    drill_max_age_days: float = field(default=30.0, **_meta(min=1))  # an older drill does not count
 
 
 @dataclass
@@ -306,6 +327,10 @@ class ValidationConfig:
     backup_max_gap_hours: float = field(default=26.0, **_meta(min=1))  # longest stretch without an ok backup
     monitor_max_gap_minutes: float = field(default=10.0, **_meta(min=1))  # longest stretch without monitor evidence
     resource_sample_seconds: float = field(default=1.0, **_meta(min=0.1, max=30))  # CPU measured over this interval
+    # the database criterion fails when the busiest sample used this share of max_connections
+    db_connections_limit_percent: float = field(default=80.0, **_meta(min=1, max=100))
+    # the email criterion fails when an alert created in the window waited longer than this undelivered
+    alert_max_delay_minutes: float = field(default=30.0, **_meta(min=1))
 
 
 @dataclass

@@ -23,6 +23,16 @@ a new order, so the account is flattened first and suspended last.
 
 Steps 2-4 need only the broker: they work with the whole Catalyst stack down. Running it twice
 is safe: every step is idempotent.
+
+A drill (`emergency-stop --drill`, what the ramp's gate before stage 3 asks for) runs the same
+steps against the PAPER account while the live stack keeps trading: the halt flag is set and read
+back inside a transaction that is rolled back (no trading job ever sees it); orders are cancelled,
+positions closed and suspend_trade set at the paper account; the .env is not written, but its lock
+is taken and the runtime is checked to pass TRADING_MODE=paper to every env service; the services
+are not recreated, but each one's environment is read (how a real stop confirms paper); the alert
+(subject "[DRILL] ...", key emergency-stop:drill) must be delivered, not only queued; last, an
+extra step lifts the paper account's suspend_trade. It is recorded in emergency_runs with drill=1;
+ok=1 only when every step was ok.
 """
 
 from __future__ import annotations
@@ -39,6 +49,8 @@ from catalyst_ops.errors import OpsError
 log = logging.getLogger(__name__)
 
 SCHEMA = """
+-- drill=1: `emergency-stop --drill` (paper account, nothing the live stack reads changed); account:
+-- the broker account the broker steps acted on (ensure_schema adds both to older state DBs)
 CREATE TABLE IF NOT EXISTS emergency_runs (
     id INTEGER PRIMARY KEY,
     started_at REAL NOT NULL,
@@ -46,7 +58,9 @@ CREATE TABLE IF NOT EXISTS emergency_runs (
     actor TEXT,
     reason TEXT,
     ok INTEGER,
-    failed_steps TEXT
+    failed_steps TEXT,
+    drill INTEGER NOT NULL DEFAULT 0,
+    account TEXT
 );
 CREATE TABLE IF NOT EXISTS emergency_steps (
     run_id INTEGER NOT NULL REFERENCES emergency_runs(id),
@@ -75,6 +89,29 @@ CREATE TABLE IF NOT EXISTS suspensions (
 """
 
 STEPS = ("halt", "cancel-orders", "close-positions", "suspend-trading", "paper-mode", "recreate-services", "alert")
+DRILL_STEPS = STEPS + ("unsuspend",)
+DRILL_KEY = "emergency-stop:drill"
+
+
+def ensure_schema(db) -> None:
+    """The tables, and the columns a state DB made before drills existed lacks."""
+    db.ensure_schema(SCHEMA)
+    cols = {r["name"] for r in db.query("PRAGMA table_info(emergency_runs)")}
+    for col, ddl in (("drill", "INTEGER NOT NULL DEFAULT 0"), ("account", "TEXT")):
+        if col not in cols:
+            try:
+                db.execute(f"ALTER TABLE emergency_runs ADD COLUMN {col} {ddl}")
+            except Exception as exc:  # another process added it meanwhile
+                if "duplicate column" not in str(exc):
+                    raise
+
+
+def last_good_run(db, since: float) -> dict | None:
+    """The newest emergency stop or drill since `since` whose every step was ok."""
+    ensure_schema(db)
+    row = db.one("SELECT id, started_at, ended_at, drill, account, reason, actor FROM emergency_runs"
+                 " WHERE ok=1 AND ended_at IS NOT NULL AND started_at>=? ORDER BY started_at DESC LIMIT 1", (since,))
+    return dict(row) if row else None
 
 
 @dataclass
@@ -133,17 +170,18 @@ def _one_line(exc: BaseException) -> str:
 class _Recorder:
     """Writes each step as it ends; a state DB that cannot be opened must not stop the broker steps."""
 
-    def __init__(self, open_db, actor: str, reason: str):
+    def __init__(self, open_db, actor: str, reason: str, drill: bool = False):
         self.db = None
         self.run_id = None
         self.error = None
         try:
             self.db = open_db()
-            self.db.ensure_schema(SCHEMA)
-            cur = self.db.execute("INSERT INTO emergency_runs(started_at, actor, reason) VALUES (?,?,?)",
-                                  (clock.timestamp(), actor, reason))
+            ensure_schema(self.db)
+            cur = self.db.execute("INSERT INTO emergency_runs(started_at, actor, reason, drill, account) VALUES (?,?,?,?,?)",
+                                  (clock.timestamp(), actor, reason, int(drill), "paper" if drill else None))
             self.run_id = int(cur.lastrowid)
-            self.db.record_event("emergency-stop", {"phase": "started", "run": self.run_id, "reason": reason}, actor)
+            self.db.record_event("emergency-stop", {"phase": "started", "run": self.run_id, "reason": reason,
+                                                    "drill": drill}, actor)
         except Exception as exc:
             self.error = _one_line(exc)
             log.error("state DB unavailable: %s (the broker steps go on)", self.error)
@@ -168,6 +206,24 @@ class _Recorder:
                                  actor)
         except Exception as exc:
             log.error("could not record the emergency stop's outcome: %s", _one_line(exc))
+
+
+def plan_drill(cfg, reason: str) -> list[str]:
+    """What a drill would do, for --dry-run."""
+    from catalyst_ops import stackenv
+
+    return [f"dry run: emergency-stop drill (reason: {reason}) would, in order, against the PAPER account "
+            f"({cfg.trading.paper_url}) while the live stack keeps trading:",
+            f" 1. halt: set the halt flag in {cfg.state_path} inside a transaction, read it back, roll it back",
+            " 2. cancel-orders: cancel every open order of the paper account; poll until none is open",
+            " 3. close-positions: close every position of the paper account; poll until flat",
+            " 4. suspend-trading: PATCH suspend_trade=true at the paper account",
+            f" 5. paper-mode: take the .env lock and check {cfg.env_file} is writable and that the runtime passes "
+            "TRADING_MODE=paper to the env services; write nothing",
+            f" 6. recreate-services: recreate nothing; read the environment of {', '.join(stackenv.services(cfg))}",
+            " 7. alert: one critical [DRILL] alert, sent at once; it must be delivered",
+            " 8. unsuspend: PATCH suspend_trade=false at the paper account",
+            "recorded in emergency_runs (drill=1); the ramp's drill gate counts it when every step was ok"]
 
 
 def plan(cfg, reason: str) -> list[str]:
@@ -236,12 +292,12 @@ def _orders_text(orders: list[dict]) -> str:
     return ", ".join(f"{o.get('symbol')} {o.get('status')}" for o in orders[:10]) + (" ..." if len(orders) > 10 else "")
 
 
-def stop(cfg, reason: str, actor: str) -> StopResult:
+def stop(cfg, reason: str, actor: str, drill: bool = False) -> StopResult:
     from catalyst_ops import alerts, broker as brk, envfile, mode, ramp, stackenv
     from catalyst_ops.state import open_state
 
     result = StopResult()
-    rec = _Recorder(lambda: open_state(cfg), actor, reason)
+    rec = _Recorder(lambda: open_state(cfg), actor, reason, drill)
     result.run_id = rec.run_id
     db = rec.db
     state = {"broker": None, "broker_error": None}
@@ -253,7 +309,7 @@ def stop(cfg, reason: str, actor: str) -> StopResult:
             if state["broker_error"]:
                 raise _StepFailed(state["broker_error"])
             try:
-                state["broker"] = brk.from_config(cfg)
+                state["broker"] = brk.from_config(cfg, account="paper" if drill else None)
             except OpsError as exc:
                 state["broker_error"] = f"broker not usable: {_one_line(exc)}"
                 raise _StepFailed(state["broker_error"])
@@ -263,6 +319,8 @@ def stop(cfg, reason: str, actor: str) -> StopResult:
     def s_halt() -> str:
         if db is None:
             raise _StepFailed(f"state DB unavailable: {rec.error}")
+        if drill:
+            return _drill_halt(db, reason, actor)
         before = db.halt_state()
         db.set_halt(f"emergency stop: {reason}", actor)
         if db.halt_state() is None:
@@ -355,6 +413,18 @@ def stop(cfg, reason: str, actor: str) -> StopResult:
 
     def s_paper() -> str:
         stage = ramp.state(db)[0] if db is not None else 1
+        if drill:
+            with stackenv.env_lock(cfg):
+                env = envfile.load(cfg.env_file)
+                ups = mode.updates_for(cfg, env, "paper", stage)
+                note = stackenv.check_passthrough(cfg, {**env, **ups}, mode.expected_running(cfg, "paper", stage))
+                import os
+
+                if not os.access(cfg.env_file, os.W_OK) or not os.access(os.path.dirname(os.path.abspath(cfg.env_file)), os.W_OK):
+                    raise _StepFailed(f"{cfg.env_file}: not writable here (a real stop writes it and its backup beside it)")
+            what = "; ".join(stackenv.describe_changes(stackenv.changes(env, ups))) or "already paper"
+            return f"drill: {cfg.env_file} not changed (lock taken, writable; a real stop would set: {what})" + \
+                (f"; {note}" if note else "")
         with stackenv.env_lock(cfg):
             env = envfile.load(cfg.env_file)
             ch, backup = stackenv.write(cfg, mode.updates_for(cfg, env, "paper", stage))
@@ -368,6 +438,17 @@ def stop(cfg, reason: str, actor: str) -> StopResult:
                 f"backup {backup}")
 
     def s_recreate() -> str:
+        if drill:
+            from catalyst_ops.runtime import get_runtime
+
+            runtime = get_runtime(cfg)
+            seen = {svc: runtime.service_env(svc) for svc in stackenv.services(cfg)}
+            blind = [svc for svc, env in seen.items() if env is None]
+            if blind:
+                raise _StepFailed(f"drill: the environment of {', '.join(blind)} cannot be read, so a real stop could not "
+                                  "confirm paper there")
+            modes = ", ".join(f"{svc} {stackenv.trading_mode(env)}" for svc, env in seen.items())
+            return f"drill: not recreated; every env service's environment is readable ({modes})"
         applied = stackenv.apply(cfg, db, {stackenv.MODE_KEY: "paper"}, "paper", reason="emergency stop")
         if not applied.ok:
             raise _StepFailed(applied.detail)
@@ -377,8 +458,10 @@ def stop(cfg, reason: str, actor: str) -> StopResult:
         if db is None:
             raise _StepFailed(f"state DB unavailable, no outbox: {rec.error}")
         failed, pending = result.failed, result.pending
+        if drill:
+            return _drill_alert(cfg, db, result, reason, actor)
         if queued and rec.run_id is not None:
-            db.ensure_schema(SCHEMA)
+            ensure_schema(db)
             db.execute("INSERT OR REPLACE INTO flatten_pending(run_id, created_at, account, symbols, orders)"
                        " VALUES (?,?,?,?,?)", (rec.run_id, clock.timestamp(), queued["account"],
                                                 ",".join(queued["symbols"]), queued["orders"]))
@@ -408,9 +491,16 @@ def stop(cfg, reason: str, actor: str) -> StopResult:
         why = flushed.skipped or "; ".join(flushed.errors) or "not sent yet; the monitor retries it"
         return f"critical alert #{alert_id} queued ({why})"
 
+    def s_unsuspend() -> str:
+        b = get_broker()
+        b.set_suspend_trade(False)
+        if db is not None:
+            db.execute("DELETE FROM suspensions WHERE account=?", (b.account_kind,))
+        return f"drill over: suspend_trade=false at {b.label} again"
+
     funcs = {"halt": s_halt, "cancel-orders": s_cancel, "close-positions": s_close, "suspend-trading": s_suspend,
-             "paper-mode": s_paper, "recreate-services": s_recreate, "alert": s_alert}
-    for seq, name in enumerate(STEPS, 1):
+             "paper-mode": s_paper, "recreate-services": s_recreate, "alert": s_alert, "unsuspend": s_unsuspend}
+    for seq, name in enumerate(DRILL_STEPS if drill else STEPS, 1):
         s = Step(name, started_at=clock.timestamp())
         try:
             s.detail = funcs[name]()
@@ -431,6 +521,45 @@ def stop(cfg, reason: str, actor: str) -> StopResult:
     result.pending_orders = queued.get("orders", 0)
     rec.finish(result, actor)
     return result
+
+
+def _drill_halt(db, reason: str, actor: str) -> str:
+    """Set the halt flag and read it back inside a transaction that is rolled back: the state DB takes
+    it, and no trading job (other connections see only committed rows) ever does."""
+    before = db.halt_state() is not None
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.set_halt(f"emergency stop drill: {reason}", actor)
+        took = db.halt_state() is not None
+    finally:
+        db.execute("ROLLBACK")
+    if not took:
+        raise _StepFailed("drill: the halt flag did not stick")
+    if (db.halt_state() is not None) != before:
+        raise _StepFailed("drill: the halt flag changed outside the drill's transaction")
+    return ("drill: halt flag set and read back, then rolled back (no trading job saw it)"
+            + ("; a real halt is set and stays" if before else ""))
+
+
+def _drill_alert(cfg, db, result: StopResult, reason: str, actor: str) -> str:
+    """The drill's alert goes the critical route, like a real stop's, and must be delivered."""
+    from catalyst_ops import alerts
+    from catalyst_ops.alerts import outbox
+
+    bad = result.failed + result.pending
+    subject = "[DRILL] EMERGENCY STOP drill (paper account)" + (f" - FAILED STEPS: {', '.join(bad)}" if bad else " - steps ok so far")
+    body = [f"Emergency-stop drill by {actor}: {reason}", "Nothing the live stack reads was changed; the paper account "
+            "was flattened and suspended, and is unsuspended at the end.", ""]
+    body += [f"{s.step}: {s.status.upper()} - {s.detail}" for s in result.steps]
+    alert_id = alerts.enqueue(db, "critical", DRILL_KEY, subject, "\n".join(body))
+    try:
+        flushed = outbox.flush(cfg, db, force=True)
+    except Exception as exc:
+        raise _StepFailed(f"drill alert #{alert_id} not delivered: {_one_line(exc)}")
+    if alert_id in (flushed.sent or []):
+        return f"drill alert #{alert_id} delivered (critical route)"
+    why = flushed.skipped or "; ".join(flushed.errors) or "not sent"
+    raise _StepFailed(f"drill alert #{alert_id} not delivered ({why}): a real stop's alert would wait in the outbox too")
 
 
 # ---------------------------------------------------------------------- the next open

@@ -17,7 +17,15 @@ Gate to leave stage N (all must hold, each shown):
   that opened after the stage began and have closed by now: full sessions only, so a
   stage entered mid-session does not count that session;
 - largest single loss since the stage began <= stage.risk_per_trade x trading.capital,
-  from the closed trades of the trading database (metrics.trades_query).
+  from the closed trades of the trading database (metrics.trades_query);
+- no day's loss above the stage's daily limit (stage.max_daily_loss x trading.capital, the
+  MAX_DAILY_LOSS_USD the services get): each exchange day's net P&L of the trades it closed;
+- win rate >= trading.min_win_rate and risk:reward >= trading.min_risk_reward (average win /
+  |average loss|, as in metrics) over the stage's trades; none yet: not met;
+- before entering stage trading.drill_before_stage (3): an emergency stop or drill with every
+  step ok within trading.drill_max_age_days (emergency_runs; `emergency-stop --drill`).
+The trade gates read the stage's LIVE trades: closed since the stage began and opened while the
+mode was live (the mode-switch events; after an emergency stop the stack trades paper).
 """
 
 from __future__ import annotations
@@ -296,8 +304,9 @@ def sessions_completed(cfg, since: float, now: datetime) -> int:
     return sum(1 for s in sessions if cal.session_open(s) >= since_ts and cal.session_close(s) <= now_ts)
 
 
-def largest_loss(cfg, since: float) -> tuple[float, str | None, int]:
-    """(largest single loss as a positive number, its symbol, trades considered) since `since`."""
+def stage_trades(cfg, since: float) -> list[tuple]:
+    """(pnl, symbol, entry_time, exit_time) of the trades closed since `since` (metrics.trades_query);
+    NULL P&L (never-filled entries) is left out, as metrics does."""
     import psycopg2
 
     from catalyst_ops import log as opslog
@@ -313,7 +322,8 @@ def largest_loss(cfg, since: float) -> tuple[float, str | None, int]:
         opslog.add_secret(urlsplit(url).password)
     except ValueError:
         pass
-    sql = f"SELECT pnl, symbol FROM ({cfg.metrics.trades_query}) AS t WHERE t.exit_time >= %s"
+    sql = (f"SELECT pnl, symbol, entry_time, exit_time FROM ({cfg.metrics.trades_query}) AS t"
+           " WHERE t.exit_time >= %s AND t.pnl IS NOT NULL ORDER BY t.exit_time")
     try:
         conn = psycopg2.connect(url, connect_timeout=cfg.database.connect_timeout)
     except psycopg2.Error as exc:
@@ -328,16 +338,128 @@ def largest_loss(cfg, since: float) -> tuple[float, str | None, int]:
                         f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__}")
     finally:
         conn.close()
-    worst, worst_sym = 0.0, None
-    for pnl, sym in rows:
-        if pnl is not None and -float(pnl) > worst:
-            worst, worst_sym = -float(pnl), sym
-    return worst, worst_sym, len(rows)
+    return [(float(pnl), sym, _ts(entry), _ts(exit_)) for pnl, sym, entry, exit_ in rows]
+
+
+def _ts(value) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp()  # naive: UTC, as metrics
+    return None
+
+
+def live_intervals(db, until: float) -> list[tuple[float, float]] | None:
+    """When the stack traded live, from the mode-switch events; None when there are none to tell."""
+    import json
+
+    rows = db.query("SELECT at, detail FROM events WHERE kind='mode-switch' ORDER BY at, id")
+    if not rows:
+        return None
+    out, start = [], None
+    for r in rows:
+        try:
+            to = json.loads(r["detail"] or "{}").get("to")
+        except ValueError:
+            continue
+        if to == "live" and start is None:
+            start = r["at"]
+        elif to != "live" and start is not None:
+            out.append((start, r["at"]))
+            start = None
+    if start is not None:
+        out.append((start, until))
+    return out
+
+
+def live_trades(db, rows: list[tuple], until: float) -> tuple[list[tuple], str]:
+    """The trades opened while the mode was live (by entry time; a trade without one, by its exit)."""
+    spans = live_intervals(db, until)
+    if spans is None:
+        return rows, "no mode-switch recorded: every trade of the stage counted as live"
+    kept = [r for r in rows if any(a <= (r[2] if r[2] is not None else r[3]) <= b for a, b in spans)]
+    left = len(rows) - len(kept)
+    return kept, (f"{left} trade{'s' if left != 1 else ''} opened while paper left out" if left else "")
+
+
+def trade_gates(cfg, db, stage: int, entered: float) -> list[Gate]:
+    """Largest single loss, worst day, win rate and risk:reward over the stage's live trades."""
+    from zoneinfo import ZoneInfo
+
+    from catalyst_ops.errors import OpsError
+
+    st = stage_config(cfg, stage)
+    t = cfg.trading
+    per_trade = round(st.risk_per_trade * t.capital, 2)
+    per_day = daily_loss_usd(cfg, stage)
+    names = (("largest single loss", per_trade), ("worst day's loss", per_day), ("win rate", t.min_win_rate),
+             ("risk:reward", t.min_risk_reward))
+    try:
+        rows = stage_trades(cfg, entered)
+    except OpsError as exc:
+        return [Gate(n, "unknown", thr, False, str(exc), True) for n, thr in names]
+    rows, note = live_trades(db, rows, clock.timestamp())
+    n = len(rows)
+    scope = f"{n} closed live trade{'s' if n != 1 else ''} in the stage" + (f" ({note})" if note else "")
+    out = []
+    worst = min(rows, key=lambda r: r[0], default=None)
+    loss = max(-worst[0], 0.0) if worst else 0.0
+    out.append(Gate("largest single loss", round(loss, 2), per_trade, loss <= per_trade,
+                    scope + (f"; worst {worst[1]}" if worst and loss > 0 else "")))
+    tz = ZoneInfo(cfg.market.exchange_timezone)
+    days: dict[str, list[float]] = {}
+    for pnl, _, _, exit_ts in rows:
+        days.setdefault(datetime.fromtimestamp(exit_ts, tz).date().isoformat(), []).append(pnl)
+    net = {d: sum(p) for d, p in days.items()}
+    bad_day = min(net, key=net.get, default=None)
+    day_loss = max(-net[bad_day], 0.0) if bad_day else 0.0
+    over = sorted(d for d, v in net.items() if -v > per_day)
+    detail = (f"{bad_day}: net {net[bad_day]:+,.2f} over {len(days[bad_day])} trades" if bad_day and day_loss > 0
+              else "no losing day") + f"; limit = max_daily_loss {st.max_daily_loss * 100:g} % x capital {t.capital:,.0f}"
+    if len(over) > 1:
+        detail += f"; over the limit on {', '.join(over)}"
+    out.append(Gate("worst day's loss", round(day_loss, 2), per_day, day_loss <= per_day, detail))
+    wins = [r[0] for r in rows if r[0] > 0]
+    losses = [r[0] for r in rows if r[0] < 0]
+    if not n:
+        out.append(Gate("win rate", None, t.min_win_rate, False, "no closed live trade in the stage yet"))
+        out.append(Gate("risk:reward", None, t.min_risk_reward, False, "no closed live trade in the stage yet"))
+        return out
+    rate = len(wins) / n
+    out.append(Gate("win rate", round(rate, 4), t.min_win_rate, rate >= t.min_win_rate, f"{len(wins)} wins of {scope}"))
+    if not losses:
+        out.append(Gate("risk:reward", None, t.min_risk_reward, bool(wins),
+                        "no losing trade: undefined; passes only with wins" if wins else "no winning or losing trade"))
+    else:
+        avg_win = sum(wins) / len(wins) if wins else 0.0
+        avg_loss = abs(sum(losses) / len(losses))
+        rr = avg_win / avg_loss
+        out.append(Gate("risk:reward", round(rr, 2), t.min_risk_reward, rr >= t.min_risk_reward,
+                        f"average win {avg_win:,.2f} / |average loss| {avg_loss:,.2f}"))
+    return out
+
+
+def drill_gate(cfg, db) -> Gate:
+    from catalyst_ops import emergency
+
+    days = cfg.trading.drill_max_age_days
+    now = clock.timestamp()
+    threshold = f"ok within {days:g} days"
+    good = emergency.last_good_run(db, now - days * 86400)
+    if good:
+        when = datetime.fromtimestamp(good["started_at"], timezone.utc)
+        what = "drill" if good["drill"] else "emergency stop"
+        return Gate("emergency-stop drill", f"{what} #{good['id']} {when:%Y-%m-%d %H:%M} UTC", threshold, True,
+                    f"by {good['actor']}: {good['reason']}")
+    last = db.one("SELECT id, started_at, failed_steps FROM emergency_runs ORDER BY started_at DESC LIMIT 1")
+    detail = "run `catalyst-ops emergency-stop --drill` (against the paper account; the live stack keeps trading)"
+    if last is not None:
+        detail += (f"; the last run, #{last['id']} {datetime.fromtimestamp(last['started_at'], timezone.utc):%Y-%m-%d} UTC, "
+                   + (f"had steps not ok: {last['failed_steps']}" if last["failed_steps"] else "is older or unfinished"))
+    return Gate("emergency-stop drill", "none", threshold, False, detail)
 
 
 def gates(cfg, db, env: dict) -> list[Gate]:
-    from catalyst_ops.errors import OpsError
-
     stage, entered = state(db)
     st = stage_config(cfg, stage)
     out: list[Gate] = []
@@ -356,13 +478,9 @@ def gates(cfg, db, env: dict) -> list[Gate]:
                         f"full {cfg.market.calendar} sessions since {datetime.fromtimestamp(entered, timezone.utc):%Y-%m-%d %H:%M} UTC"))
     except Exception as exc:  # a calendar problem must not read as "passed"
         out.append(Gate("trading days in stage", "unknown", st.min_days, False, f"calendar: {exc}", True))
-    limit = round(st.risk_per_trade * cfg.trading.capital, 2)
-    try:
-        worst, sym, n = largest_loss(cfg, entered)
-        out.append(Gate("largest single loss", round(worst, 2), limit, worst <= limit,
-                        f"{n} closed trades in the stage" + (f"; worst {sym}" if sym else "")))
-    except OpsError as exc:
-        out.append(Gate("largest single loss", "unknown", limit, False, str(exc), True))
+    out += trade_gates(cfg, db, stage, entered)
+    if 0 < cfg.trading.drill_before_stage <= stage + 1:
+        out.append(drill_gate(cfg, db))
     return out
 
 

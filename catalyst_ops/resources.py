@@ -13,6 +13,11 @@ validation.cpu_limit_percent / memory_limit_percent directly):
   utime+stime from /proc/PID/stat read twice and VmRSS from /proc/PID/status.
 When none of that can be read (no docker engine, no permission, nothing listening) the sample
 says "unavailable" with the reason; it never invents a figure.
+
+The trading database's connections are sampled too (`db_connection_samples`): client backends
+in pg_stat_activity against max_connections, through DATABASE_URL of the .env with a bounded
+connect timeout. A server that refuses the sampler for want of a slot ("too many clients",
+"remaining connection slots are reserved") is the exhaustion itself and is recorded as such.
 """
 
 from __future__ import annotations
@@ -43,6 +48,19 @@ CREATE TABLE IF NOT EXISTS heartbeat_observations (
     observed_at REAL NOT NULL,
     PRIMARY KEY (name, at)
 );
+
+-- connections of the trading database (PostgreSQL) at each sample
+CREATE TABLE IF NOT EXISTS db_connection_samples (
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    connections INTEGER,                      -- client backends in pg_stat_activity
+    total INTEGER,                            -- every row of pg_stat_activity (background workers too)
+    max_connections INTEGER,                  -- SHOW max_connections
+    reserved INTEGER,                         -- superuser_reserved_connections (slots an app cannot use)
+    exhausted INTEGER NOT NULL DEFAULT 0,     -- the server refused the sampler for want of a slot
+    error TEXT                                -- why there is no figure
+);
+CREATE INDEX IF NOT EXISTS db_connection_samples_at ON db_connection_samples(at);
 """
 
 
@@ -313,3 +331,76 @@ def observe_heartbeats(db, at: float) -> list[dict]:
         db.execute("INSERT OR IGNORE INTO heartbeat_observations(name, at, observed_at) VALUES (?,?,?)",
                    (r["name"], r["at"], at))
     return [{"name": r["name"], "at": r["at"]} for r in rows]
+
+
+# ---------------------------------------------------------------- database connections
+
+# what PostgreSQL says when it has no slot left (SQLSTATE 53300; at connect time psycopg2 has no code)
+_EXHAUSTED = ("too many clients", "remaining connection slots are reserved", "too many connections for")
+
+
+@dataclass
+class DbSample:
+    connections: int | None = None
+    total: int | None = None
+    max_connections: int | None = None
+    reserved: int | None = None
+    exhausted: bool = False
+    error: str = ""
+
+    @property
+    def share(self) -> float | None:
+        if self.exhausted:
+            return 1.0
+        if self.connections is None or not self.max_connections:
+            return None
+        return self.connections / self.max_connections
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["share"] = None if self.share is None else round(self.share, 4)
+        return d
+
+
+def sample_db(cfg) -> DbSample:
+    """Client connections of the trading database against max_connections, or why not."""
+    from catalyst_ops import db as pgdb
+    from catalyst_ops.errors import OpsError
+
+    try:
+        target = pgdb.target_from_config(cfg)
+    except OpsError as exc:
+        return DbSample(error=str(exc))
+    # the droplet's cron must not hang on a database that does not answer: bounded whatever the URL says
+    limit = cfg.database.connect_timeout
+    given = target.options.get("connect_timeout", "")
+    target.options["connect_timeout"] = str(min(int(given), limit) if given.isdigit() and int(given) > 0 else limit)
+    try:
+        conn = pgdb.connect(target, limit, autocommit=False)
+    except OpsError as exc:
+        text = str(exc)
+        return DbSample(exhausted=any(m in text.lower() for m in _EXHAUSTED), error=text)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET LOCAL statement_timeout = 5000")
+            # a role without pg_read_all_stats (a managed server's admin role) sees other users' sessions with
+            # backend_type NULL; background processes have no user. So a hidden row with a user is a client:
+            # an autovacuum worker may be counted with them, erring high, never low
+            cur.execute("SELECT count(*) FILTER (WHERE backend_type = 'client backend'"
+                        " OR (backend_type IS NULL AND usesysid IS NOT NULL)), count(*),"
+                        " current_setting('max_connections')::int, current_setting('superuser_reserved_connections')::int"
+                        " FROM pg_stat_activity")
+            clients, total, max_conn, reserved = cur.fetchone()
+        conn.rollback()
+    except Exception as exc:
+        return DbSample(error=f"pg_stat_activity: {pgdb.error_text(exc)}")
+    finally:
+        conn.close()
+    return DbSample(int(clients), int(total), int(max_conn), int(reserved))
+
+
+def record_db(db, s: DbSample, at: float) -> None:
+    ensure_schema(db)
+    db.execute("INSERT INTO db_connection_samples(at, connections, total, max_connections, reserved, exhausted, error)"
+               " VALUES (?,?,?,?,?,?,?)", (at, s.connections, s.total, s.max_connections, s.reserved, int(s.exhausted),
+                                           s.error or None))

@@ -16,6 +16,9 @@ from catalyst_ops.errors import CannotRun, ConfigError
 
 WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 EARLY_SECONDS = 60  # a run this much before its slot still counts (cron and clock skew)
+UP_STATES = ("healthy", "degraded")  # answering; degraded is reported elsewhere, but the service is up
+# alerts raised by exercises (commands/alert.py's test record, emergency.py's drill): deliveries, never incidents
+EXERCISE_KEYS = ("alert-test", "emergency-stop:drill")
 
 
 @dataclass
@@ -92,6 +95,64 @@ def health_checks(cfg, db, w: Window) -> Criterion:
     return Criterion("health_checks", f"health checks every {cfg.validation.health_interval_minutes} min", enough and not gaps,
                      figure, details, {"count": len(pts), "expected": expected, "failed_sweeps": failed_sweeps,
                                        "gaps": [{"start": a, "end": b, "minutes": round((b - a) / 60, 1)} for a, b in gaps]})
+
+
+def service_uptime(cfg, db, w: Window) -> Criterion:
+    """Each service's uptime over the window from its recorded checks (every source: health, monitor,
+    status). A check's state holds until that service's next check; the window opens with the last check
+    before it when that one is recent (else the time before its first check is unknown, not counted).
+    Stretches without any check are the health-checks criterion's business."""
+    anchor_max = cfg.validation.health_interval_minutes * 60 * 1.5
+    rows_out, details, never = [], [], []
+    for svc in cfg.enabled_services():
+        points = [(r["checked_at"], r["state"]) for r in db.query(
+            "SELECT checked_at, state FROM health_checks WHERE service=? AND checked_at>=? AND checked_at<=? ORDER BY checked_at",
+            (svc, w.start, w.end))]
+        before = db.one("SELECT checked_at, state FROM health_checks WHERE service=? AND checked_at<? ORDER BY checked_at DESC LIMIT 1",
+                        (svc, w.start))
+        if before is not None and w.start - before["checked_at"] <= anchor_max:
+            points.insert(0, (w.start, before["state"]))
+        if not points:
+            never.append(svc)
+            rows_out.append({"service": svc, "uptime_percent": None, "checks": 0, "up_seconds": 0, "down_seconds": 0,
+                             "degraded_seconds": 0, "gaps": []})
+            continue
+        up = down = degraded = 0.0
+        gaps: list[dict] = []
+        gap = None
+        for i, (t, st) in enumerate(points):
+            span = max((points[i + 1][0] if i + 1 < len(points) else w.end) - t, 0.0)
+            if st in UP_STATES:
+                up += span
+                degraded += span if st == "degraded" else 0
+                gap = None
+            else:
+                down += span
+                if gap is None:
+                    gap = {"start": t, "end": t + span, "states": [st]}
+                    gaps.append(gap)
+                else:
+                    gap["end"] = t + span
+                    if st not in gap["states"]:
+                        gap["states"].append(st)
+        known = up + down
+        pct = round(100.0 * up / known, 2) if known else None
+        for g in gaps:
+            g["minutes"] = round((g["end"] - g["start"]) / 60, 1)
+            details.append(f"{svc} down {w.span(g['start'], g['end'])} ({_minutes(g['end'] - g['start'])}, "
+                           f"{'/'.join(g['states'])})" + (" - still down" if g["end"] >= w.end else ""))
+        rows_out.append({"service": svc, "uptime_percent": pct, "checks": len(points), "up_seconds": round(up),
+                         "down_seconds": round(down), "degraded_seconds": round(degraded), "gaps": gaps})
+    details += [f"{svc}: no health check recorded in the window" for svc in never]
+    bad = [r for r in rows_out if r["gaps"] or r["uptime_percent"] is None]
+    n = len(rows_out)
+    if not bad:
+        figure = f"{n} of {n} services up throughout"
+    else:
+        figure = f"{n - len(bad)} of {n} services up throughout; " + ", ".join(
+            f"{r['service']} {r['uptime_percent']:.2f}%" if r["uptime_percent"] is not None else f"{r['service']} not checked"
+            for r in bad)
+    return Criterion("service_uptime", f"all {n} services up throughout", not bad, figure, details, {"services": rows_out})
 
 
 def _hhmm(text: str, key: str, cfg) -> dtime:
@@ -244,8 +305,10 @@ def restarts(cfg, db, w: Window) -> Criterion:
 def critical_errors(cfg, db, w: Window) -> Criterion:
     from catalyst_ops.report import scan_logs
 
-    alerts = db.query("SELECT created_at, subject FROM alerts WHERE severity='critical' AND created_at>=? AND created_at<=? ORDER BY created_at",
-                      (w.start, w.end))
+    # an operator's `alert test` and an emergency-stop drill are exercises, not incidents
+    alerts = db.query("SELECT created_at, subject FROM alerts WHERE severity='critical' AND created_at>=? AND created_at<=?"
+                      f" AND subject_key NOT IN ({','.join('?' * len(EXERCISE_KEYS))}) ORDER BY created_at",
+                      (w.start, w.end, *EXERCISE_KEYS))
     crashed = db.query("SELECT job, started_at, status, exit_code, summary FROM job_runs WHERE started_at>=? AND started_at<=?"
                        " AND (status='crashed' OR exit_code=3) ORDER BY started_at", (w.start, w.end))
     _, lines = scan_logs(cfg.log_dir, w.start, w.end)
@@ -257,6 +320,35 @@ def critical_errors(cfg, db, w: Window) -> Criterion:
     figure = f"{len(alerts)} critical alerts, {len(crashed)} runs that crashed or could not run, {len(crit)} critical log lines"
     return Criterion("critical_errors", "no critical errors", n == 0, figure, details,
                      {"critical_alerts": len(alerts), "crashed_runs": len(crashed), "critical_log_lines": len(crit)})
+
+
+def email_alerts(cfg, db, w: Window) -> Criterion:
+    """Email alerts work when one was delivered in the window (an `alert test` the server accepted counts)
+    and none created in it waited longer than validation.alert_max_delay_minutes to be delivered. Queued is
+    not delivered: only rows the sender marked sent."""
+    max_delay = cfg.validation.alert_max_delay_minutes * 60
+    sent = db.query("SELECT id, created_at, sent_at, severity, subject FROM alerts WHERE status='sent' AND sent_at>=? AND sent_at<=?"
+                    " ORDER BY sent_at", (w.start, w.end))
+    # judged only once their allowance has run out inside the window; delivered after the window's end = not yet then
+    late = db.query("SELECT id, created_at, sent_at, status, subject, last_error FROM alerts WHERE created_at>=? AND created_at<=?"
+                    " AND status<>'suppressed' AND (status<>'sent' OR sent_at>? OR sent_at-created_at>?)"
+                    " ORDER BY created_at", (w.start, w.end - max_delay, w.end, max_delay))
+    details = []
+    for r in late:
+        if r["status"] == "sent" and r["sent_at"] is not None and r["sent_at"] <= w.end:
+            details.append(f"{w.fmt(r['created_at'])} alert #{r['id']} delivered only after {_minutes(r['sent_at'] - r['created_at'])}: "
+                           f"{r['subject'][:80]}")
+        else:
+            details.append(f"{w.fmt(r['created_at'])} alert #{r['id']} not delivered by the window's end ({r['status']}"
+                           + (f": {r['last_error'][:80]}" if r["last_error"] else "") + f"): {r['subject'][:80]}")
+    if not sent:
+        details.insert(0, "no alert delivered in the window: run `catalyst-ops alert test` (it is recorded), and check "
+                          "`catalyst-ops alert list --status pending`")
+    figure = f"{len(sent)} delivered" + (f", last {w.fmt(sent[-1]['sent_at'])} ({sent[-1]['subject'][:60]})" if sent else "") + \
+             f"; {len(late)} waited over {cfg.validation.alert_max_delay_minutes:g} min"
+    return Criterion("email_alerts", "email alerts functioning", bool(sent) and not late, figure, details,
+                     {"delivered": len(sent), "late_or_undelivered": len(late),
+                      "last_delivered": sent[-1]["sent_at"] if sent else None})
 
 
 def backups(cfg, db, w: Window) -> Criterion:
@@ -317,6 +409,47 @@ def resource_use(cfg, db, w: Window) -> Criterion:
                       "mem_max": mem_max["mem_percent"], "hours_covered": hours - len(missing), "hours": hours})
 
 
+def db_connections(cfg, db, w: Window) -> Criterion:
+    """The trading database's busiest recorded moment stayed under the share of max_connections, and
+    every hour of the window has a sample (`sample-resources` records them). A sample the server
+    refused for want of a slot is exhaustion (100%)."""
+    from catalyst_ops import resources
+
+    resources.ensure_schema(db)
+    limit = cfg.validation.db_connections_limit_percent
+    rows = db.query("SELECT * FROM db_connection_samples WHERE at>=? AND at<=? ORDER BY at", (w.start, w.end))
+    good = [r for r in rows if r["exhausted"] or (r["connections"] is not None and r["max_connections"])]
+
+    def pct(r) -> float:
+        return 100.0 if r["exhausted"] else 100.0 * r["connections"] / r["max_connections"]
+
+    name = f"no database connection pool exhaustion (peak < {limit:g}% of max_connections)"
+    unavailable = len(rows) - len(good)
+    if not good:
+        reason = "no database connection samples in the window (`catalyst-ops sample-resources` samples them)"
+        if unavailable:
+            reason = f"{unavailable} samples, all unavailable: {rows[-1]['error']}"
+        return Criterion("db_connections", name, False, reason, [], {"samples": 0, "unavailable": unavailable})
+    peak = max(good, key=pct)
+    over = [r for r in good if pct(r) >= limit]
+    details = [(f"{w.fmt(r['at'])} EXHAUSTED: {(r['error'] or '')[:140]}" if r["exhausted"] else
+                f"{w.fmt(r['at'])} {r['connections']} of {r['max_connections']} connections ({pct(r):.0f}%)") for r in over[:30]]
+    hours = max(int((w.end - w.start) // 3600), 1)
+    covered = {int((r["at"] - w.start) // 3600) for r in good}
+    missing = [h for h in range(hours) if h not in covered]
+    for a, b in _ranges(missing):
+        details.append(f"no database connection sample {w.span(w.start + a * 3600, w.start + (b + 1) * 3600)}")
+    what = "refused: no slot left" if peak["exhausted"] else f"{peak['connections']} of {peak['max_connections']}"
+    figure = (f"peak {pct(peak):.0f}% ({what}, {w.fmt(peak['at'])}); {len(good)} samples covering "
+              f"{hours - len(missing)} of {hours} hours"
+              + (f", {unavailable} unavailable" if unavailable else ""))
+    return Criterion("db_connections", name, not over and not missing, figure, details,
+                     {"samples": len(good), "unavailable": unavailable, "peak_percent": round(pct(peak), 1),
+                      "peak_connections": peak["connections"], "max_connections": peak["max_connections"],
+                      "over_limit": len(over), "exhausted": sum(1 for r in good if r["exhausted"]),
+                      "hours_covered": hours - len(missing), "hours": hours})
+
+
 def _ranges(nums: list[int]) -> list[tuple[int, int]]:
     out: list[tuple[int, int]] = []
     for n in nums:
@@ -327,7 +460,8 @@ def _ranges(nums: list[int]) -> list[tuple[int, int]]:
     return out
 
 
-CRITERIA = (health_checks, scheduled_jobs, monitor, restarts, critical_errors, backups, resource_use)
+CRITERIA = (health_checks, service_uptime, scheduled_jobs, monitor, restarts, critical_errors, email_alerts, backups,
+            resource_use, db_connections)
 
 
 def evaluate(cfg, db, hours: float) -> dict:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up this checkout on a fresh Debian 12 machine (as root, or with sudo available):
 #   scripts/setup.sh          the package and what running it needs
-#   scripts/setup.sh --test   plus everything the test suite needs (PostgreSQL, Redis, debootstrap,
+#   scripts/setup.sh --test   plus everything the test suite needs (PostgreSQL, Redis, nsd, debootstrap,
 #                             systemd-nspawn, logrotate, cron, chromium, the Python test tools)
 # Idempotent: a second run installs nothing new.
 set -euo pipefail
@@ -14,8 +14,9 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 pkgs=(python3 python3-venv python3-pip ca-certificates curl jq)
 if [ "$want_test" = 1 ]; then
-  # redis-server: the health sweep's Redis check is tested against a real one (tests/redisserver.py)
-  pkgs+=(postgresql postgresql-client redis-server logrotate cron debootstrap systemd-container iproute2
+  # redis-server: the health sweep's Redis check is tested against a real one (tests/redisserver.py);
+  # nsd: `alert dns` is tested against a real authoritative DNS server (tests/dnsserver.py)
+  pkgs+=(postgresql postgresql-client redis-server nsd logrotate cron debootstrap systemd-container iproute2
          openssh-client openssh-server util-linux chromium fonts-dejavu-core)
 fi
 missing=()
@@ -27,12 +28,16 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# the Debian postgresql and redis-server packages start servers on 5432 and 6379; the tests make their own
+# the Debian postgresql, redis-server and nsd packages start servers on 5432, 6379 and 53; the tests
+# start their own on free ports
 if [ "$want_test" = 1 ] && command -v pg_ctlcluster >/dev/null 2>&1; then
   $SUDO systemctl disable --now postgresql >/dev/null 2>&1 || true
 fi
 if [ "$want_test" = 1 ] && command -v redis-server >/dev/null 2>&1; then
   $SUDO systemctl disable --now redis-server >/dev/null 2>&1 || true
+fi
+if [ "$want_test" = 1 ] && [ -x /usr/sbin/nsd ]; then
+  $SUDO systemctl disable --now nsd >/dev/null 2>&1 || true
 fi
 
 PY=${PYTHON:-python3}

@@ -27,10 +27,12 @@ def _run(db, job, at, status="ok", exit_code=0, took=2.0, summary="", session_da
 def fill(path, end: datetime, hours: float = 48, health_gap: tuple[datetime, datetime] | None = None,
          skip_backups: tuple = (), failures: list[tuple[str, datetime, datetime, str]] = (),
          restarts: list[tuple[str, datetime, int]] = (), cpu: float = 18.0, mem: float = 38.0,
-         monitor_gap: tuple[datetime, datetime] | None = None, seed: int = 7) -> StateDB:
+         monitor_gap: tuple[datetime, datetime] | None = None, seed: int = 7, db_connections: int = 12,
+         max_connections: int = 100) -> StateDB:
     """health_gap: no health sweep strictly inside (a, b). skip_backups: dates whose 23:00 backup
     never ran. failures: (service, from, to, state) states recorded by the sweeps in that span.
-    restarts: (service, at, planned)."""
+    restarts: (service, at, planned). db_connections: the trading database's client connections
+    (of max_connections) at every sample."""
     rnd = random.Random(seed)
     db = StateDB(path)
     db.ensure_schema(RESOURCE_SCHEMA)
@@ -67,6 +69,8 @@ def fill(path, end: datetime, hours: float = 48, health_gap: tuple[datetime, dat
             conn.execute("INSERT INTO resource_samples(at, source, cpu_percent, mem_percent, mem_bytes, detail) VALUES (?,?,?,?,?,?)",
                          (ts + 2, "docker", round(cpu * rnd.uniform(0.6, 1.0), 2), round(mem * rnd.uniform(0.9, 1.0), 2),
                           int(mem * 2e7), json.dumps({"units": [], "reason": ""})))
+            conn.execute("INSERT INTO db_connection_samples(at, connections, total, max_connections, reserved, exhausted)"
+                         " VALUES (?,?,?,?,?,0)", (ts + 2, db_connections, db_connections + 6, max_connections, 3))
             t += timedelta(minutes=5)
         for s, (st, at) in last_state.items():
             conn.execute("INSERT INTO service_state(service, state, since, last_checked, consecutive_failures) VALUES (?,?,?,?,?)",

@@ -60,6 +60,9 @@ def test_good_variables_pass_the_check(inventory):
     ({"catalyst_cron_foreign_disable": "maybe"}, "argument 'catalyst_cron_foreign_disable' is of type str"),
     ({"catalyst_backup_dir_mode": 700}, "catalyst_backup_dir_mode: expected an octal mode in quotes"),
     ({"catalyst_validation_report_schedule": "every day"}, "catalyst_validation_report_schedule: expected five cron time fields"),
+    ({"catalyst_mail_dns_resolver": "dns.example.com"}, "catalyst_mail_dns_resolver: expected the resolver's IP address"),
+    ({"catalyst_mail_spf_include": "not a host"}, "catalyst_mail_spf_include: expected the provider's SPF include host"),
+    ({"catalyst_mail_dmarc_policy": "none"}, "catalyst_mail_dmarc_policy must be one of: quarantine, reject, got: none"),
 ])
 def test_bad_variable_fails_site_yml_naming_it_before_any_connection(inventory, extra, named):
     res = playbook(inventory, "site.yml", {**GOOD, **extra})

@@ -158,6 +158,7 @@ def test_ramp_advances_only_when_every_gate_holds(ramp, pg_url):
 
 def test_a_loss_above_the_stage_risk_blocks_the_advance(ramp, pg_url):
     trade(pg_url, -612.5, "2026-03-03T11:00:00-05:00", "MSFT")
+    trade(pg_url, 2000.0, "2026-03-04T11:00:00-05:00")
     res = ramp.cli("--now", "2026-03-05T17:00:00-05:00", "ramp", "advance", "--json")
     assert res.code == 1
     g = gates(res)
@@ -240,6 +241,8 @@ def test_ramp_limits_in_risk_parameters_yaml(ramp, pg_url):
     assert rm["max_positions"]["matches"]
 
     now = "2026-03-05T17:00:00-05:00"
+    trade(pg_url, 900.0, "2026-03-03T11:00:00-05:00")
+    trade(pg_url, -300.0, "2026-03-04T11:00:00-05:00")
     res = ramp.cli("--now", now, "ramp", "advance")
     assert res.code == 0, res.text
     assert "max_positions: 4 " in risk.read_text() and "max_daily_loss_usd: 2500 " in risk.read_text()
@@ -251,3 +254,158 @@ def test_ramp_limits_in_risk_parameters_yaml(ramp, pg_url):
     status = ramp.cli("--now", now, "ramp", "status")
     assert "DIFFERS" in status.out and "environment MAX_POSITIONS" in status.out
 
+
+
+# ---------------------------------------------------------------------- the live success criteria (phase 7.5)
+
+
+def failing(res) -> list[str]:
+    return [g["gate"] for g in json.loads(res.out)["gates"] if not g["passed"]]
+
+
+def test_a_day_over_the_stage_daily_limit_blocks_the_advance(ramp, pg_url):
+    """Stage 1: 0.5 % x 100,000 = $500 per trade, 2 % = $2,000 a day. Five $450 losses on Tuesday are each
+    within the trade limit, but the day lost $2,250."""
+    for h in range(10, 15):
+        trade(pg_url, -450.0, f"2026-03-03T{h}:00:00-05:00")
+    for h in range(10, 16):
+        trade(pg_url, 700.0, f"2026-03-04T{h}:00:00-05:00", "MSFT")
+    res = ramp.cli("--now", "2026-03-05T17:00:00-05:00", "ramp", "advance", "--json")
+    assert res.code == 1, res.text
+    assert failing(res) == ["worst day's loss"]
+    g = gates(res)
+    day = g["worst day's loss"]
+    assert day["value"] == 2250.0 and day["threshold"] == 2000.0
+    assert day["detail"].startswith("2026-03-03: net -2,250.00 over 5 trades")
+    assert g["largest single loss"]["value"] == 450.0 and g["largest single loss"]["passed"]
+    assert g["win rate"]["value"] == round(6 / 11, 4) and g["risk:reward"]["value"] == round(700 / 450, 2)
+    assert "MAX_POSITIONS=3" in ramp.env_file.read_text().splitlines()
+    text = ramp.cli("--now", "2026-03-05T17:00:00-05:00", "ramp", "status")
+    assert "worst day's loss" in text.out and "2250.0" in text.out and "cannot advance yet" in text.out
+
+
+def test_a_win_rate_below_the_threshold_blocks_the_advance(ramp, pg_url):
+    trade(pg_url, 2000.0, "2026-03-03T11:00:00-05:00")
+    for h in (10, 11, 12):
+        trade(pg_url, -100.0, f"2026-03-04T{h}:00:00-05:00", "MSFT")
+    now = "2026-03-05T17:00:00-05:00"
+    res = ramp.cli("--now", now, "ramp", "advance", "--json")
+    assert res.code == 1, res.text
+    assert failing(res) == ["win rate"]
+    g = gates(res)["win rate"]
+    assert g["value"] == 0.25 and g["threshold"] == 0.5 and g["detail"].startswith("1 wins of 4 closed live trades")
+    assert "MAX_POSITIONS=3" in ramp.env_file.read_text().splitlines()
+    # the threshold is configuration
+    ramp.config.write_text(ramp.config.read_text().replace("trading:\n", "trading:\n  min_win_rate: 0.25\n"))
+    ok = ramp.cli("--now", now, "ramp", "advance", "--json")
+    assert ok.code == 0, ok.text
+    assert json.loads(ok.out)["new_stage"] == 2
+
+
+def test_risk_reward_and_no_trades(ramp, pg_url):
+    now = "2026-03-05T17:00:00-05:00"
+    none = gates(ramp.cli("--now", now, "ramp", "status", "--json"))
+    assert not none["win rate"]["passed"] and none["win rate"]["detail"] == "no closed live trade in the stage yet"
+    assert not none["risk:reward"]["passed"]
+    trade(pg_url, 150.0, "2026-03-03T11:00:00-05:00")
+    trade(pg_url, 150.0, "2026-03-03T12:00:00-05:00")
+    trade(pg_url, -200.0, "2026-03-04T11:00:00-05:00")
+    res = ramp.cli("--now", now, "ramp", "advance", "--json")
+    assert res.code == 1 and failing(res) == ["risk:reward"]
+    assert gates(res)["risk:reward"]["value"] == 0.75
+
+
+def test_only_live_trades_count(ramp, pg_url):
+    """After an emergency stop the stack trades paper: those trades are not the stage's live record."""
+    stop = ramp.cli("--now", "2026-03-03T12:00:00-05:00", "emergency-stop")
+    assert stop.code == 0, stop.text
+    trade(pg_url, -5000.0, "2026-03-03T14:00:00-05:00")  # opened 13:00, while paper
+    assert ramp.cli("--now", "2026-03-03T16:30:00-05:00", "resume", "--yes", "--reason", "checked").code == 0
+    assert ramp.cli("--now", "2026-03-03T16:40:00-05:00", "mode", "live").code == 0
+    trade(pg_url, 800.0, "2026-03-04T11:00:00-05:00")
+    trade(pg_url, -300.0, "2026-03-04T12:00:00-05:00")
+    res = ramp.cli("--now", "2026-03-05T17:00:00-05:00", "ramp", "status", "--json")
+    g = gates(res)
+    assert g["largest single loss"]["value"] == 300.0 and g["worst day's loss"]["passed"]
+    assert g["win rate"]["value"] == 0.5 and "1 trade opened while paper left out" in g["win rate"]["detail"]
+    assert all(x["passed"] for x in json.loads(res.out)["gates"]), failing(res)
+
+
+def test_stage_3_needs_an_emergency_stop_drill(ramp, pg_url, tmp_path):
+    """Leaving stage 2 needs a recorded drill: `emergency-stop --drill` against the paper account, while the
+    live stack keeps trading (no halt, .env untouched, the live account's positions untouched)."""
+    from smtpserver import SMTPServer
+    from test_trading import broker_get, seed
+
+    conn = sqlite3.connect(ramp.state_db)
+    conn.execute("UPDATE ramp_state SET stage=2, entered_at=?", (datetime(2026, 3, 2, 8, 0, tzinfo=NY).timestamp(),))
+    conn.commit()
+    trade(pg_url, 900.0, "2026-03-03T11:00:00-05:00")
+    trade(pg_url, -300.0, "2026-03-04T11:00:00-05:00")
+    now = "2026-03-05T17:00:00-05:00"
+    res = ramp.cli("--now", now, "ramp", "advance", "--json")
+    assert res.code == 1 and failing(res) == ["emergency-stop drill"], res.text
+    assert "emergency-stop --drill" in gates(res)["emergency-stop drill"]["detail"]
+
+    seed(ramp, positions="AAPL:10", orders="TSLA", account="paper")
+    seed(ramp, positions="MSFT:7", orders="", account="live")
+    env_before = ramp.env_file.read_bytes()
+    # no SMTP server: the drill's alert is not delivered, so the drill does not count
+    failed = ramp.cli("--now", "2026-03-05T12:00:00-05:00", "emergency-stop", "--drill", "--json")
+    assert failed.code == 1, failed.text
+    assert json.loads(failed.out)["failed_steps"] == ["alert"]
+    assert ramp.cli("--now", now, "ramp", "advance").code == 1
+
+    server = SMTPServer(tmp_path / "smtp").start()
+    try:
+        with open(ramp.env_file, "a") as fh:
+            fh.write(server.env())
+        env_before = ramp.env_file.read_bytes()
+        ramp.append_config(f"alerts:\n  ca_file: {server.cert}\n  smtp_timeout: 5\n")
+        seed(ramp, positions="AAPL:10", orders="TSLA", account="paper")
+        drill = ramp.cli("--now", "2026-03-05T12:30:00-05:00", "emergency-stop", "--drill", "--json")
+        assert drill.code == 0, drill.text
+        steps = {s["step"]: s for s in json.loads(drill.out)["steps"]}
+        assert list(steps) == ["halt", "cancel-orders", "close-positions", "suspend-trading", "paper-mode",
+                               "recreate-services", "alert", "unsuspend"]
+        assert all(s["status"] == "ok" for s in steps.values()), steps
+        assert "rolled back" in steps["halt"]["detail"] and "not changed" in steps["paper-mode"]["detail"]
+        msgs = [m for m in server.wait_for(1, timeout=10) if "[DRILL]" in m.subject]
+        assert len(msgs) == 1 and msgs[0].rcpt_tos == ["oncall@example.test"]
+    finally:
+        server.stop()
+    # the paper account was flattened and is usable again; nothing the live stack reads changed
+    assert broker_get(ramp, "/v2/positions") == [] and broker_get(ramp, "/v2/orders?status=open") == []
+    assert broker_get(ramp, "/v2/account")["trade_suspended_by_user"] is False
+    assert [p["symbol"] for p in broker_get(ramp, "/v2/positions", "live")] == ["MSFT"]
+    assert broker_get(ramp, "/v2/account", "live")["trade_suspended_by_user"] is False
+    assert ramp.env_file.read_bytes() == env_before
+    assert sqlite3.connect(ramp.state_db).execute("SELECT halted FROM halt").fetchall() in ([], [(0,)])
+    row = sqlite3.connect(ramp.state_db).execute("SELECT drill, ok, account FROM emergency_runs ORDER BY id DESC").fetchone()
+    assert row == (1, 1, "paper")
+
+    status = ramp.cli("--now", now, "ramp", "status", "--json")
+    g = gates(status)["emergency-stop drill"]
+    assert g["passed"] and g["value"].startswith("drill #2 2026-03-05 17:30 UTC")
+    # a drill older than trading.drill_max_age_days (30) does not count
+    old = gates(ramp.cli("--now", "2026-04-20T17:00:00-04:00", "ramp", "status", "--json"))["emergency-stop drill"]
+    assert not old["passed"] and old["value"] == "none"
+    res = ramp.cli("--now", now, "ramp", "advance", "--json")
+    assert res.code == 0, res.text
+    assert json.loads(res.out)["new_stage"] == 3 and "MAX_POSITIONS=5" in ramp.env_file.read_text().splitlines()
+
+
+def test_a_state_db_from_before_drills_gets_the_columns(tmp_path):
+    from catalyst_ops import emergency
+    from catalyst_ops.state import StateDB
+
+    old = sqlite3.connect(tmp_path / "state.db")
+    old.execute("CREATE TABLE emergency_runs (id INTEGER PRIMARY KEY, started_at REAL NOT NULL, ended_at REAL, actor TEXT,"
+                " reason TEXT, ok INTEGER, failed_steps TEXT)")
+    old.execute("INSERT INTO emergency_runs(started_at, ended_at, actor, reason, ok, failed_steps) VALUES (100, 110, 'a', 'real', 1, '')")
+    old.commit()
+    old.close()
+    db = StateDB(tmp_path / "state.db")
+    assert emergency.last_good_run(db, 0) == {"id": 1, "started_at": 100.0, "ended_at": 110.0, "drill": 0, "account": None,
+                                              "reason": "real", "actor": "a"}
+    emergency.ensure_schema(db)  # twice: no error

@@ -37,8 +37,12 @@ def register(sub) -> None:
     r = sub.add_parser("ramp", help="live ramp-up stages: status and advance",
                        description="Risk grows in stages (trading.stages: max positions, risk per trade, max daily "
                        "loss). advance moves to the next stage only when every gate of the current one holds: mode "
-                       "live, no halt, trading.stages[N].min_days full NYSE sessions in the stage, and no single "
-                       "closed trade lost more than the stage's risk per trade x trading.capital.")
+                       "live, no halt, trading.stages[N].min_days full NYSE sessions in the stage, and, over the "
+                       "stage's live trades: no single trade lost more than the stage's risk per trade x "
+                       "trading.capital, no day lost more than its max daily loss x trading.capital, win rate >= "
+                       "trading.min_win_rate, risk:reward >= trading.min_risk_reward; entering stage "
+                       "trading.drill_before_stage (3) also needs an emergency stop or `emergency-stop --drill` with "
+                       "every step ok in the last trading.drill_max_age_days.")
     rs = r.add_subparsers(dest="ramp_cmd", metavar="ACTION", required=True)
     st = rs.add_parser("status", help="the current stage and its gate, gate by gate")
     st.add_argument("--json", action="store_true")
@@ -75,7 +79,10 @@ def register(sub) -> None:
                        "market-open confirms the account flat at the next open and suspends it then (alerting if "
                        "it is not). Exit 1 naming the failed or pending steps. The broker steps need only the "
                        "broker. Safe to run twice.")
-    e.add_argument("--reason", default="operator emergency stop", help="why (recorded and sent with the alert)")
+    e.add_argument("--reason", help="why (recorded and sent with the alert)")
+    e.add_argument("--drill", action="store_true", help="a drill against the PAPER account while the live stack keeps "
+                   "trading: cancel, close and suspend there, check (without writing) the halt flag, the .env and the "
+                   "services' environments, deliver a [DRILL] alert, unsuspend; recorded for the ramp's drill gate")
     e.add_argument("--dry-run", action="store_true", help="print the steps (reading the broker); change nothing")
     e.add_argument("--json", action="store_true", help="print the steps as JSON")
     e.set_defaults(func=run_emergency)  # no `job`: its own record, so a broken state DB cannot stop it
@@ -260,17 +267,19 @@ def run_emergency(ctx, args) -> int:
     from catalyst_ops.fmt import table
     from catalyst_ops.state import actor
 
-    reason = args.reason.strip() or "operator emergency stop"
+    reason = (args.reason or "").strip() or ("emergency-stop drill" if args.drill else "operator emergency stop")
     if args.dry_run:
-        lines = emergency.plan(ctx.cfg, reason)
+        lines = emergency.plan_drill(ctx.cfg, reason) if args.drill else emergency.plan(ctx.cfg, reason)
         if ctx.as_json:
             ctx.emit_json({"dry_run": True, "plan": lines})
         else:
             for line in lines:
                 ctx.out(line)
         return OK
-    res = emergency.stop(ctx.cfg, reason, actor())
+    res = emergency.stop(ctx.cfg, reason, actor(), drill=args.drill)
     failed, pending = res.failed, res.pending
+    if args.drill:
+        return _drill_outcome(ctx, res)
     if ctx.as_json:
         ctx.emit_json({"ok": res.ok, "failed_steps": failed, "pending_steps": pending,
                        "pending_orders": res.pending_orders, "run_id": res.run_id,
@@ -291,6 +300,25 @@ def run_emergency(ctx, args) -> int:
               file=sys.stderr)
     if failed:
         print(f"catalyst-ops: emergency stop: failed steps: {', '.join(failed)}", file=sys.stderr)
+    return OK if res.ok else PROBLEM
+
+
+def _drill_outcome(ctx, res) -> int:
+    from catalyst_ops.fmt import table
+
+    bad = res.failed + res.pending
+    if ctx.as_json:
+        ctx.emit_json({"drill": True, "ok": res.ok, "failed_steps": res.failed, "pending_steps": res.pending,
+                       "run_id": res.run_id, "steps": [s.as_dict() for s in res.steps]})
+    else:
+        ctx.out(table([[s.step, s.status.upper() if s.status != "ok" else "ok", s.detail] for s in res.steps],
+                      ["STEP", "RESULT", "DETAIL"]))
+        ctx.out("")
+        ctx.out(f"emergency-stop drill #{res.run_id}: " + ("every step ok; recorded (the ramp's drill gate counts it)"
+                                                            if res.ok else f"NOT passed: {', '.join(bad)}"))
+    if bad:
+        print(f"catalyst-ops: emergency-stop drill: steps not ok: {', '.join(bad)}", file=sys.stderr)
+    ctx.summary = "drill ok" if res.ok else f"drill failed: {', '.join(bad)}"
     return OK if res.ok else PROBLEM
 
 

@@ -21,9 +21,12 @@ def register(sub) -> None:
     p = sub.add_parser("validate", help="the stability verdict over the last N hours (default 48), from the state DB",
                        description="Judge the last --hours (default 48) against the stability criteria, each PASS or FAIL "
                        "with its figure: health checks every validation.health_interval_minutes (gaps listed with their "
-                       "times), scheduled jobs on time (NYSE sessions from exchange_calendars, backup and weekly "
-                       "maintenance), the monitor running throughout, no unplanned restarts, no critical errors, backups "
-                       "created, CPU/memory under the limits. The window ends at --now. Exit 0 only when every criterion passes.")
+                       "times), every service up throughout (per-service uptime and its down stretches), scheduled jobs "
+                       "on time (NYSE sessions from exchange_calendars, backup and weekly maintenance), the monitor running "
+                       "throughout, no unplanned restarts, no critical errors, email alerts delivered (an accepted `alert "
+                       "test` counts), backups created, CPU/memory under the limits, the trading database's connections "
+                       "under validation.db_connections_limit_percent of max_connections. The window ends at --now. Exit 0 "
+                       "only when every criterion passes.")
     p.add_argument("--hours", type=_hours, default=48.0, help="length of the window (default 48)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--save", action="store_true", help="also write validation-DATE.{txt,json} under the report directory "
@@ -31,12 +34,14 @@ def register(sub) -> None:
     p.add_argument("--dry-run", action="store_true", help="with --save: say what would be written")
     p.set_defaults(func=run_validate, job="validate")
 
-    s = sub.add_parser("sample-resources", help="record one CPU/memory sample of the stack and the monitor's heartbeat "
-                       "(cron, every 5 min; validate reads them)",
+    s = sub.add_parser("sample-resources", help="record one CPU/memory sample of the stack, the trading database's "
+                       "connections and the monitor's heartbeat (cron, every 5 min; validate reads them)",
                        description="Measure CPU and memory of the stack (docker stats for compose, systemd accounting for "
                        "systemd units, /proc of the processes listening on the service ports for the command runtime) over "
-                       "validation.resource_sample_seconds, and record it with the monitor's current heartbeat. When the "
-                       "figures cannot be read the sample is recorded as unavailable, with the reason.")
+                       "validation.resource_sample_seconds, count the trading database's client connections against "
+                       "max_connections (pg_stat_activity, DATABASE_URL of the .env, database.connect_timeout), and record "
+                       "both with the monitor's current heartbeat. When a figure cannot be read it is recorded as "
+                       "unavailable, with the reason.")
     s.add_argument("--json", action="store_true", help="print JSON")
     s.add_argument("--dry-run", action="store_true", help="measure and print; record nothing")
     s.set_defaults(func=run_sample)
@@ -78,15 +83,22 @@ def run_sample(ctx, args: argparse.Namespace) -> int:
     from catalyst_ops import clock, resources
 
     s = resources.sample(ctx.cfg)
+    pg = resources.sample_db(ctx.cfg)
     at = clock.timestamp()
     beats = []
     if not args.dry_run:
         resources.record(ctx.db, s, at)
+        resources.record_db(ctx.db, pg, at)
         beats = resources.observe_heartbeats(ctx.db, at)
     if ctx.as_json:
-        ctx.emit_json({"sample": s.as_dict(), "heartbeats": beats, "recorded": not args.dry_run})
-    elif s.available:
+        ctx.emit_json({"sample": s.as_dict(), "database": pg.as_dict(), "heartbeats": beats, "recorded": not args.dry_run})
+        return OK
+    if s.available:
         ctx.out(f"CPU {s.cpu_percent:.1f}%  memory {s.mem_percent:.1f}%  ({s.source}, {len(s.units)} units)")
     else:
         ctx.out(f"unavailable: {s.reason}")
+    if pg.share is not None and not pg.exhausted:
+        ctx.out(f"database: {pg.connections} of {pg.max_connections} connections ({100 * pg.share:.0f}%)")
+    else:
+        ctx.out(("database: EXHAUSTED: " if pg.exhausted else "database: unavailable: ") + pg.error)
     return OK

@@ -148,6 +148,16 @@ def test_env_keeps_the_operators_lines_and_has_one_smtp_block(host):
     assert host.run(f"{BIN} config check-env /opt/catalyst/.env").rc == 0
 
 
+def test_mail_dns_check_with_no_resolver_answering_is_exit_3(host):
+    """What the email role ran at converge (and turned into a warning): the sender domain (from the .env's
+    SMTP_FROM) looked up at a resolver where nothing answers."""
+    res = host.run(f"{BIN} alert dns --spf-include spf.example.com --dkim-selector s1 --resolver 127.0.0.1 "
+                   "--resolver-port 15411 --json")
+    assert res.rc == 3, res.stdout + res.stderr
+    data = json.loads(res.stdout)
+    assert data["domain"] == "example.com" and data["unanswered"]
+
+
 def test_logrotate_config_passes_logrotate_debug(host):
     text = host.file("/etc/logrotate.d/catalyst").content_string
     assert "/var/log/catalyst/*.log" in text and "copytruncate" in text
