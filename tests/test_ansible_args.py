@@ -115,3 +115,34 @@ def test_example_inventory_parses_and_puts_the_droplet_in_the_catalyst_group():
     assert res.returncode == 0, res.stderr
     data = json.loads(res.stdout)
     assert data["catalyst"]["hosts"] == ["droplet"]
+
+
+def test_default_paths_follow_the_stack_dir(tmp_path):
+    """The .env the email role edits and the compose file ops.yml names are upstream's checkout by
+    default, and follow catalyst_stack_dir: a .env that compose does not read would make every
+    SMTP and mode change a no-op on a real droplet."""
+    import json
+
+    book = tmp_path / "paths.yml"
+    roles = ANSIBLE / "roles"
+    book.write_text(f"""- hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - ansible.builtin.include_vars: {roles}/catalyst_common/defaults/main.yml
+    - ansible.builtin.include_vars: {roles}/catalyst_cron/defaults/main.yml
+    - ansible.builtin.debug:
+        msg: "PATHS={{{{ catalyst_env_file }}}}|{{{{ catalyst_runtime.compose_file }}}}"
+""")
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", PATH=f"{BIN}:{os.environ.get('PATH', '')}")
+
+    def paths(extra: dict) -> str:
+        res = subprocess.run([str(BIN / "ansible-playbook"), "-i", "localhost,", str(book), "-e", json.dumps(extra)],
+                             capture_output=True, text=True, env=env, timeout=120)
+        assert res.returncode == 0, res.stdout[-2000:] + res.stderr
+        return res.stdout.split("PATHS=", 1)[1].split('"', 1)[0]
+
+    assert paths({}) == ("/root/catalyst-trading-system/.env|"
+                         "/root/catalyst-trading-system/docker-compose.yml")
+    assert paths({"catalyst_stack_dir": "/root/catalyst-trading-mcp"}) == (
+        "/root/catalyst-trading-mcp/.env|/root/catalyst-trading-mcp/docker-compose.yml")
