@@ -172,6 +172,9 @@ class AlertsConfig:
     ca_file: str | None = None
     retry_base: float = field(default=30.0, **_meta(min=0.01))
     retry_max: float = field(default=900.0, **_meta(min=0.01))
+    # a route refused permanently (SMTP 5xx for its recipients) this many times in a row: its pending
+    # alerts are marked failed there and an alert naming the route goes to the other routes
+    refused_attempts: int = field(default=3, **_meta(min=1, max=100))
     webhook_url: str | None = None
     health_stale: float = field(default=900.0, **_meta(min=1))
     market_open_deadline: str = "09:45"
