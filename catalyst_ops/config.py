@@ -10,7 +10,9 @@ A bad value raises ConfigError naming the file, the dotted key and what was expe
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -131,14 +133,14 @@ class WorkflowConfig:
 
 @dataclass
 class MarketConfig:
-    calendar: str = "XNYS"
-    exchange_timezone: str = "America/New_York"
+    calendar: str = field(default="XNYS", **_meta(fmt="calendar"))
+    exchange_timezone: str = field(default="America/New_York", **_meta(fmt="zone"))
     # a job fired later than this after its moment does not act (a late cron catch-up, or a host
     # clock an hour off across DST); below 60 so an hour's error can never pass
     late_tolerance_minutes: int = field(default=15, **_meta(min=1, max=59))
-    market_open: str = "09:30"
-    scans: list[str] = field(default_factory=lambda: ["11:00", "13:00"])
-    market_close: str = "16:00"
+    market_open: str = field(default="09:30", **_meta(fmt="hhmm"))
+    scans: list[str] = field(default_factory=lambda: ["11:00", "13:00"], **_meta(fmt="hhmm"))
+    market_close: str = field(default="16:00", **_meta(fmt="hhmm"))
     # the real reporting service wants the integer trading_cycles id; None: the cycle id that
     # today's market-open got from the workflow service
     report_cycle_id: int | None = field(default=None, **_meta(min=1))
@@ -177,7 +179,7 @@ class AlertsConfig:
     refused_attempts: int = field(default=3, **_meta(min=1, max=100))
     webhook_url: str | None = None
     health_stale: float = field(default=900.0, **_meta(min=1))
-    market_open_deadline: str = "09:45"
+    market_open_deadline: str = field(default="09:45", **_meta(fmt="hhmm"))
     backup_stale_hours: float = field(default=26.0, **_meta(min=1))
     dns: MailDnsConfig = field(default_factory=MailDnsConfig)
 
@@ -325,8 +327,8 @@ class ValidationConfig:
     job_names: dict[str, str] = field(default_factory=lambda: {
         "market_open": "market-open", "scan": "scan", "market_close": "market-close",
         "backup": "backup", "weekly_maintenance": "weekly-maintenance"})
-    backup_time: str = "23:00"  # host timezone, daily (the crontab's backup line)
-    maintenance_time: str = "Sun 02:00"  # host timezone, weekly
+    backup_time: str = field(default="23:00", **_meta(fmt="hhmm"))  # host timezone, daily (the crontab's backup line)
+    maintenance_time: str = field(default="Sun 02:00", **_meta(fmt="day_hhmm"))  # host timezone, weekly
     backup_max_gap_hours: float = field(default=26.0, **_meta(min=1))  # longest stretch without an ok backup
     monitor_max_gap_minutes: float = field(default=10.0, **_meta(min=1))  # longest stretch without monitor evidence
     resource_sample_seconds: float = field(default=1.0, **_meta(min=0.1, max=30))  # CPU measured over this interval
@@ -342,7 +344,7 @@ class Config:
     state_path: str = field(default_factory=_default_state_path)
     log_dir: str = field(default_factory=lambda: _default_dir("/var/log/catalyst", "log"))
     report_dir: str | None = None  # None: <log_dir>/reports
-    host_timezone: str = "America/New_York"  # the zone the crontab's times are written in
+    host_timezone: str = field(default="America/New_York", **_meta(fmt="zone"))  # the zone the crontab's times are written in
     profile: str = "real"  # "real", "plan", or a path to a profile YAML
     profile_overrides: dict[str, Any] = field(default_factory=dict)
     services: dict[str, ServiceConfig] = field(default_factory=dict)
@@ -451,7 +453,8 @@ def _coerce(value: Any, tp: Any, where: str, source: str, meta: dict) -> Any:
         if not isinstance(value, list):
             raise ConfigError(source, where, f"expected {_type_name(tp)}, got {type(value).__name__}")
         (inner,) = typing.get_args(tp)
-        return [_coerce(v, inner, f"{where}[{i}]", source, {}) for i, v in enumerate(value)]
+        item_meta = {k: v for k, v in meta.items() if k == "fmt"}  # a list of times: each one a time
+        return [_coerce(v, inner, f"{where}[{i}]", source, item_meta) for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(source, where, f"expected a mapping, got {type(value).__name__}")
@@ -472,9 +475,15 @@ def _coerce(value: Any, tp: Any, where: str, source: str, meta: dict) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(source, where, f"expected a number, got {value!r}")
         value = float(value)
+        # NaN fails every comparison below, so it would pass them all: a NaN timeout is a wait
+        # that never ends, an infinite one the same
+        if not math.isfinite(value):
+            raise ConfigError(source, where, f"expected a finite number, got {value!r}")
     elif tp is str:
         if not isinstance(value, str):
             raise ConfigError(source, where, f"expected a string, got {value!r}")
+        if "fmt" in meta:
+            _check_format(value, meta["fmt"], where, source)
     elif tp is Any:
         return value
     if "min" in meta and value < meta["min"]:
@@ -484,6 +493,49 @@ def _coerce(value: Any, tp: Any, where: str, source: str, meta: dict) -> Any:
     if "choices" in meta and value not in meta["choices"]:
         raise ConfigError(source, where, f"expected one of {', '.join(meta['choices'])}, got {value!r}")
     return value
+
+
+_HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+# calendars known good without importing exchange_calendars (a second of start-up for every command)
+_KNOWN_CALENDARS = {"XNYS", "NYSE", "XNAS", "NASDAQ"}
+
+
+def _check_format(value: str, fmt: str, where: str, source: str) -> None:
+    """Times, zones and calendar names are checked when the file is loaded, so `config check` (the
+    roles' validate step) refuses what every job would refuse later at its run."""
+    if fmt == "hhmm":
+        if not _HHMM.match(value.strip()):
+            raise ConfigError(source, where, f"expected a time HH:MM (00:00-23:59), got {value!r}")
+    elif fmt == "day_hhmm":
+        parts = value.split()
+        if len(parts) != 2 or parts[0].lower()[:3] not in WEEKDAYS or not _HHMM.match(parts[1]):
+            raise ConfigError(source, where, f"expected 'DAY HH:MM' like 'Sun 02:00', got {value!r}")
+    elif fmt == "zone":
+        if not valid_zone(value):
+            raise ConfigError(source, where, f"expected an IANA time zone name like America/New_York, got {value!r}")
+    elif fmt == "calendar":
+        if value not in _KNOWN_CALENDARS and not _calendar_exists(value):
+            raise ConfigError(source, where, f"expected an exchange calendar name like XNYS (exchange_calendars), "
+                              f"got {value!r}")
+
+
+def valid_zone(name: str) -> bool:
+    from zoneinfo import ZoneInfo
+
+    try:
+        ZoneInfo(name)
+        return True
+    except (ValueError, KeyError, OSError):  # ZoneInfoNotFoundError is a KeyError; a bad path a ValueError
+        return False
+
+
+def _calendar_exists(name: str) -> bool:
+    try:
+        import exchange_calendars as xcals
+    except ImportError:  # pragma: no cover - a dependency of the package
+        return True
+    return name in xcals.get_calendar_names(include_aliases=True)
 
 
 _INTERNAL = {"source", "profile_data", "_env", "_compose_redis"}
