@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     run_id = None
     code = CANNOT_RUN
     try:
-        if args.now:
+        if args.now is not None:  # `--now ""` is a mistake, not "no override"
             clock.set_now(args.now)
         else:
             clock.init_from_env()

@@ -81,6 +81,31 @@ def test_bad_now_is_a_usage_error(standin):
     assert "--now" in line
     line = _one_line_error(standin.cli("--now", "2026-11-27T12:59:00", "status"))
     assert "no UTC offset" in line
+    # year 1 in +05:00 is before datetime's minimum in UTC: a usage error, not an internal one (exit 3)
+    line = _one_line_error(standin.cli("--now", "0001-01-01T00:00:00+05:00", "status"))
+    assert "--now" in line and "internal error" not in line
+    line = _one_line_error(standin.cli("--now", "", "status"))  # not silently "no override"
+    assert "--now" in line
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["market-open", "--deadline", "-1"], "more than 0"),
+    (["market-open", "--deadline", "0"], "more than 0"),
+    (["market-open", "--deadline", "nan"], "finite"),
+    (["market-open", "--deadline", "inf"], "finite"),
+    (["scan", "--deadline", "NaN"], "finite"),
+    (["validate", "--hours", "nan"], "finite"),
+    (["validate", "--hours", "inf"], "finite"),
+    (["validate", "--hours", "0"], "more than 0"),
+    (["alert", "list", "--limit", "-1"], "at least 1"),
+    (["alert", "list", "--limit", "0"], "at least 1"),
+    (["metrics", "--days", "-3"], "at least 1"),
+])
+def test_numbers_on_the_command_line_are_finite_and_in_range(tmp_path, args, fragment):
+    cfg = tmp_path / "ops.yml"
+    cfg.write_text("")
+    line = _one_line_error(run_cli(*args, config=cfg))
+    assert f"argument {args[-2]}" in line and fragment in line, line
 
 
 def test_defaults_without_a_file(monkeypatch, tmp_path):
