@@ -667,6 +667,40 @@ def load(cli_path: str | None = None) -> Config:
     return cfg
 
 
+# what a job needs to raise its own failure alert: where the state DB and the .env are, and how to alert
+_RESCUE_KEYS = ("env_file", "state_path", "log_dir", "alerts", "runtime")
+
+
+def load_for_alerts(cli_path: str | None = None) -> Config:
+    """The config, or when it does not load, the parts of it that alerting needs (each bad one left
+    at its default): a scheduled job whose config is broken still gets its failure to the operator."""
+    try:
+        return load(cli_path)
+    except ConfigError:
+        pass
+    import yaml
+
+    path, _ = resolve_path(cli_path)
+    raw: Any = {}
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) if path and os.path.exists(path) else {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        raw = {}
+    kept: dict = {}
+    for key in _RESCUE_KEYS:
+        if isinstance(raw, dict) and key in raw:
+            try:
+                _build(Config, {key: raw[key]}, "", str(path))
+                kept[key] = raw[key]
+            except ConfigError:
+                continue
+    cfg = _build(Config, kept, "", str(path))
+    cfg.source = str(path)
+    if not cfg.env_file:
+        cfg.env_file = default_env_file(cfg)
+    return cfg
+
+
 # where upstream's stack lives on a droplet, newest layout first
 COMPOSE_CANDIDATES = ("/root/catalyst-trading-system/docker-compose.yml", "/opt/catalyst/docker-compose.yml",
                       "/root/catalyst-trading-mcp/docker-compose.yml")

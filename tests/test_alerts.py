@@ -378,6 +378,24 @@ def test_failed_scheduled_job_alerts_and_recovers(standin, smtp):
     assert [m.subject for m in msgs][1] == "[Catalyst INFO] RECOVERED: job start"
 
 
+def test_scheduled_job_that_cannot_load_its_config_alerts(standin, smtp):
+    """From cron (CATALYST_OPS_SCHEDULED=1, set by the crontab) an exit 2 is a job that never runs:
+    alerted on the config's alert settings even though the config itself does not load. By hand it
+    is the operator's typo: not alerted."""
+    wire(standin, smtp)
+    text = standin.config.read_text()
+    standin.config.write_text(text.replace("host_timezone: America/New_York", "host_timezone: Mars/Olympus"))
+    res = standin.cli("backup")  # the operator, by hand
+    assert res.code == 2 and "host_timezone" in res.err, res.text
+    time.sleep(0.3)
+    assert smtp.messages == []
+    res = standin.cli("market-open", env={"CATALYST_OPS_SCHEDULED": "1"})
+    assert res.code == 2 and "host_timezone" in res.err, res.text
+    msgs = smtp.wait_for(1)
+    assert len(msgs) == 1 and msgs[0].subject == "[Catalyst CRITICAL] JOB FAILED: market-open (exit 2)"
+    assert "could not start" in msgs[0].text and "host_timezone" in msgs[0].text and "Mars/Olympus" in msgs[0].text
+
+
 def test_health_job_alerts_and_watches_the_monitor(standin, smtp):
     wire(standin, smtp)
     standin.fault("trading", "unhealthy", "--sticky")
