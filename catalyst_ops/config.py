@@ -573,6 +573,36 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
+class DuplicateKey(Exception):
+    def __init__(self, key: str, first: int, second: int):
+        super().__init__(f"duplicate key {key!r} at lines {first} and {second}")
+        self.key, self.first, self.second = key, first, second
+
+
+def yaml_load(text: str):
+    """yaml.safe_load, except that a key given twice in one mapping is an error: PyYAML keeps the
+    last silently, so `timeout: 3` further down would quietly win over the one the operator reads."""
+    import yaml
+
+    def walk(node, where: str) -> None:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key, value in node.value:
+                name = key.value if isinstance(key, yaml.ScalarNode) else None
+                dotted = f"{where}.{name}" if where else str(name)
+                if name is not None and key.tag != "tag:yaml.org,2002:merge":
+                    if name in seen:
+                        raise DuplicateKey(dotted, seen[name], key.start_mark.line + 1)
+                    seen[name] = key.start_mark.line + 1
+                walk(value, dotted)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, f"{where}[{i}]")
+
+    walk(yaml.compose(text, Loader=yaml.SafeLoader), "")
+    return yaml.safe_load(text)
+
+
 def load_profile(name: str, source: str, overrides: dict | None = None) -> dict:
     import yaml
 
@@ -581,9 +611,11 @@ def load_profile(name: str, source: str, overrides: dict | None = None) -> dict:
     else:
         path = Path(name)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise ConfigError(source, "profile", f"expected real, plan or a profile file; {str(path)!r} not found")
+    except DuplicateKey as exc:
+        raise ConfigError(str(path), exc.key, f"given twice (lines {exc.first} and {exc.second}); keep one")
     except yaml.YAMLError as exc:
         raise ConfigError(str(path), None, f"invalid YAML: {exc.__class__.__name__}")
     if not isinstance(data, dict):
@@ -627,7 +659,9 @@ def load(cli_path: str | None = None) -> Config:
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(path, None, f"cannot read config file: {exc.__class__.__name__}")
         try:
-            raw = yaml.safe_load(text)
+            raw = yaml_load(text)
+        except DuplicateKey as exc:
+            raise ConfigError(path, exc.key, f"given twice (lines {exc.first} and {exc.second}); keep one")
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}" if mark else ""

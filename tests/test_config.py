@@ -31,6 +31,10 @@ def _one_line_error(res) -> str:
     ("- just\n- a list\n", ["top level"]),
     ("health:\n  timeout: [\n", ["invalid YAML"]),
     ("profile: nosuch.yml\n", ["profile", "not found"]),
+    # PyYAML keeps the last of two silently: refused, naming both lines
+    ("health:\n  timeout: 3\n  restart_wait: 5\n  timeout: 30\n", ["health.timeout", "lines 2 and 4"]),
+    ("health:\n  timeout: 3\nmarket: {}\nhealth:\n  timeout: 30\n", ["health:", "lines 1 and 4"]),
+    ("services:\n  trading: {port: 5005, port: 5006}\n", ["services.trading.port", "lines 2 and 2"]),
 ])
 def test_bad_config_exits_2_naming_the_key(tmp_path, yaml_text, must_contain):
     cfg = tmp_path / "ops.yml"
