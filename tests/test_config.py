@@ -142,3 +142,29 @@ def test_autonomous_mode_refused_with_the_coordinators_reason(tmp_path):
     from catalyst_ops import config, workflow
 
     assert workflow.build_body(config.load(str(cfg)))["mode"] == "autonomous"
+
+
+def test_state_db_is_created_private(tmp_path):
+    """The state DB holds alert bodies, job output tails and the halt flag: 0600 (0640 in a directory
+    open to its group, as the role's 0750), never the umask's 0644; its WAL files the same."""
+    import os
+    import stat
+
+    cfg = tmp_path / "ops.yml"
+    cfg.write_text(f"state_path: {tmp_path / 'new' / 'state.db'}\n")
+    old = os.umask(0o022)
+    try:
+        res = run_cli("alert", "list", config=cfg)
+        assert res.code == 0, res.text
+        assert stat.S_IMODE((tmp_path / "new" / "state.db").stat().st_mode) == 0o600
+        for extra in ("state.db-wal", "state.db-shm"):
+            if (tmp_path / "new" / extra).exists():
+                assert stat.S_IMODE((tmp_path / "new" / extra).stat().st_mode) & 0o077 == 0
+        shared = tmp_path / "shared"
+        shared.mkdir(mode=0o750)
+        os.chmod(shared, 0o750)
+        cfg.write_text(f"state_path: {shared / 'state.db'}\n")
+        assert run_cli("alert", "list", config=cfg).code == 0
+        assert stat.S_IMODE((shared / "state.db").stat().st_mode) == 0o640
+    finally:
+        os.umask(old)
