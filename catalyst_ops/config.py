@@ -314,6 +314,8 @@ class RetentionConfig:
     job_runs_days: int = field(default=90, **_meta(min=1))
     health_days: int = field(default=30, **_meta(min=1))
     logs_days: int = field(default=30, **_meta(min=1))
+    # backups of the .env (and of trading.risk_file) kept beside it by mode, ramp and emergency stop
+    env_backups: int = field(default=10, **_meta(min=1, max=1000))
 
 
 @dataclass

@@ -115,3 +115,38 @@ def test_malformed_line_names_file_line_and_key_never_the_value(tmp_path, line, 
         assert "Traceback" not in res.text
         leaked = {f for f in _fragments(SECRET) if f in res.out + res.err}
         assert not leaked, (leaked, res.text)
+
+
+def test_env_backups_are_unique_and_pruned(tmp_path):
+    """Edits in the same second each keep their own backup (none overwritten), and only the newest
+    retention.env_backups are kept."""
+    from catalyst_ops import config, stackenv
+
+    env = tmp_path / ".env"
+    env.write_text("TRADING_MODE=paper\nMAX_POSITIONS=0\n")
+    cfg_file = tmp_path / "ops.yml"
+    cfg_file.write_text(f"env_file: {env}\nstate_path: {tmp_path / 'state.db'}\nretention: {{env_backups: 3}}\n")
+    cfg = config.load(str(cfg_file))
+    for n in range(1, 6):  # five edits well inside one second
+        ch, saved = stackenv.write(cfg, {"MAX_POSITIONS": str(n)})
+        assert ch and saved.exists()
+        assert stat.S_IMODE(saved.stat().st_mode) == 0o600
+    kept = stackenv.backups_of(env)
+    assert len(kept) == 3 and len(list(tmp_path.glob(".env.bak-*"))) == 3
+    # each backup is the state before its edit: 2, 3, 4 (0 and 1 pruned), none overwritten by another
+    assert [envfile.load(p)["MAX_POSITIONS"] for p in kept] == ["2", "3", "4"]
+    assert envfile.load(env)["MAX_POSITIONS"] == "5"
+
+
+def test_env_backups_default_keeps_ten(tmp_path):
+    from catalyst_ops import config, stackenv
+
+    env = tmp_path / ".env"
+    env.write_text("MAX_POSITIONS=0\n")
+    cfg_file = tmp_path / "ops.yml"
+    cfg_file.write_text(f"env_file: {env}\nstate_path: {tmp_path / 'state.db'}\n")
+    cfg = config.load(str(cfg_file))
+    assert cfg.retention.env_backups == 10
+    for n in range(1, 13):
+        stackenv.write(cfg, {"MAX_POSITIONS": str(n)})
+    assert [envfile.load(p)["MAX_POSITIONS"] for p in stackenv.backups_of(env)] == [str(n) for n in range(2, 12)]
