@@ -129,6 +129,8 @@ class WorkflowConfig:
     risk_per_trade: float = field(default=0.01, **_meta(min=0, max=1))
     deadline: float = field(default=300.0, **_meta(min=1))
     poll_interval: float = field(default=5.0, **_meta(min=0.05))
+    # the wait for the start's answer; a start sent but not answered in time is recorded `unknown`
+    start_timeout: float = field(default=10.0, **_meta(min=0.1, max=300))
 
 
 @dataclass
