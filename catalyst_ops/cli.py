@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import sys
 
@@ -50,19 +51,37 @@ def _status_for(code: int) -> str:
     return "ok" if code == OK else "failed"
 
 
+def scheduled() -> bool:
+    """Whether cron started this run: the crontabs set CATALYST_OPS_SCHEDULED=1."""
+    return os.environ.get("CATALYST_OPS_SCHEDULED", "").strip() == "1"
+
+
 def _alert_job(ctx, job: str, code: int) -> None:
     """A failed scheduled job alerts (and its next success sends a recovery). Never fails the job.
-    Exit 2 (usage) is the operator's typo, not an incident; `health` exit 1 is the alert policy's."""
-    if code == USAGE or (job == "health" and code == PROBLEM):
+    Exit 2 by hand is the operator's typo, not an incident; from cron it is a job that never runs (a
+    broken config, .env or option in the crontab), so it alerts, on the config's alert settings even
+    when the rest of the config does not load. `health` exit 1 is the alert policy's."""
+    if (code == USAGE and not scheduled()) or (job == "health" and code == PROBLEM):
         return
     try:
         from catalyst_ops import alerts
         from catalyst_ops.alerts import outbox, policy
 
+        if code == USAGE:
+            from catalyst_ops import config
+            from catalyst_ops.state import open_state
+
+            try:
+                cfg, db = ctx.cfg, ctx.db
+            except OpsError:  # the config (or the .env) does not load: what alerting needs of it
+                cfg = config.load_for_alerts(getattr(ctx.args, "config", None))
+                db = ctx._db = open_state(cfg)
+        else:
+            cfg, db = ctx.cfg, ctx.db
         status = ctx.status or _status_for(code)
         own = alerts.enqueued_by_this_process()
-        if policy.job_outcome(ctx.cfg, ctx.db, job, code, status, ctx.summary, notify=not own) or own:
-            outbox.flush(ctx.cfg, ctx.db)
+        if policy.job_outcome(cfg, db, job, code, status, ctx.summary, notify=not own) or own:
+            outbox.flush(cfg, db)
     except Exception as exc:
         from catalyst_ops import log
 
@@ -85,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     run_id = None
     code = CANNOT_RUN
     try:
-        if args.now:
+        if args.now is not None:  # `--now ""` is a mistake, not "no override"
             clock.set_now(args.now)
         else:
             clock.init_from_env()
@@ -114,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:  # the state DB itself failed: say so, keep the exit code
                 print(f"catalyst-ops: error: could not record the run: {exc}", file=sys.stderr)
             _alert_job(ctx, job, code)
+        elif job and code == USAGE and scheduled() and not getattr(args, "dry_run", False):
+            _alert_job(ctx, job, code)  # the run could not even be recorded (the config did not load)
         ctx.close()
     return code
 

@@ -25,6 +25,14 @@ def parse_instant(text: str, what: str = "--now") -> datetime:
         raise OpsError(f"{what}: expected an ISO 8601 time with offset, e.g. 2026-11-27T12:59:00-05:00, got {text!r}", USAGE)
     if value.tzinfo is None:
         raise OpsError(f"{what}: {text!r} has no UTC offset; add one, e.g. -05:00", USAGE)
+    # the jobs do date arithmetic around now (a session's window, a week back): year 1 in +05:00 is
+    # before datetime's minimum in UTC and overflows there
+    if not 1970 <= value.year <= 9998:
+        raise OpsError(f"{what}: expected a time between the years 1970 and 9998, got {text!r}", USAGE)
+    try:
+        value.astimezone(timezone.utc)
+    except OverflowError:
+        raise OpsError(f"{what}: {text!r} is out of range", USAGE)
     return value
 
 

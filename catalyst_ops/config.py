@@ -10,7 +10,9 @@ A bad value raises ConfigError naming the file, the dotted key and what was expe
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -127,18 +129,20 @@ class WorkflowConfig:
     risk_per_trade: float = field(default=0.01, **_meta(min=0, max=1))
     deadline: float = field(default=300.0, **_meta(min=1))
     poll_interval: float = field(default=5.0, **_meta(min=0.05))
+    # the wait for the start's answer; a start sent but not answered in time is recorded `unknown`
+    start_timeout: float = field(default=10.0, **_meta(min=0.1, max=300))
 
 
 @dataclass
 class MarketConfig:
-    calendar: str = "XNYS"
-    exchange_timezone: str = "America/New_York"
+    calendar: str = field(default="XNYS", **_meta(fmt="calendar"))
+    exchange_timezone: str = field(default="America/New_York", **_meta(fmt="zone"))
     # a job fired later than this after its moment does not act (a late cron catch-up, or a host
     # clock an hour off across DST); below 60 so an hour's error can never pass
     late_tolerance_minutes: int = field(default=15, **_meta(min=1, max=59))
-    market_open: str = "09:30"
-    scans: list[str] = field(default_factory=lambda: ["11:00", "13:00"])
-    market_close: str = "16:00"
+    market_open: str = field(default="09:30", **_meta(fmt="hhmm"))
+    scans: list[str] = field(default_factory=lambda: ["11:00", "13:00"], **_meta(fmt="hhmm"))
+    market_close: str = field(default="16:00", **_meta(fmt="hhmm"))
     # the real reporting service wants the integer trading_cycles id; None: the cycle id that
     # today's market-open got from the workflow service
     report_cycle_id: int | None = field(default=None, **_meta(min=1))
@@ -172,9 +176,12 @@ class AlertsConfig:
     ca_file: str | None = None
     retry_base: float = field(default=30.0, **_meta(min=0.01))
     retry_max: float = field(default=900.0, **_meta(min=0.01))
+    # a route refused permanently (SMTP 5xx for its recipients) this many times in a row: its pending
+    # alerts are marked failed there and an alert naming the route goes to the other routes
+    refused_attempts: int = field(default=3, **_meta(min=1, max=100))
     webhook_url: str | None = None
     health_stale: float = field(default=900.0, **_meta(min=1))
-    market_open_deadline: str = "09:45"
+    market_open_deadline: str = field(default="09:45", **_meta(fmt="hhmm"))
     backup_stale_hours: float = field(default=26.0, **_meta(min=1))
     dns: MailDnsConfig = field(default_factory=MailDnsConfig)
 
@@ -309,6 +316,8 @@ class RetentionConfig:
     job_runs_days: int = field(default=90, **_meta(min=1))
     health_days: int = field(default=30, **_meta(min=1))
     logs_days: int = field(default=30, **_meta(min=1))
+    # backups of the .env (and of trading.risk_file) kept beside it by mode, ramp and emergency stop
+    env_backups: int = field(default=10, **_meta(min=1, max=1000))
 
 
 @dataclass
@@ -322,8 +331,8 @@ class ValidationConfig:
     job_names: dict[str, str] = field(default_factory=lambda: {
         "market_open": "market-open", "scan": "scan", "market_close": "market-close",
         "backup": "backup", "weekly_maintenance": "weekly-maintenance"})
-    backup_time: str = "23:00"  # host timezone, daily (the crontab's backup line)
-    maintenance_time: str = "Sun 02:00"  # host timezone, weekly
+    backup_time: str = field(default="23:00", **_meta(fmt="hhmm"))  # host timezone, daily (the crontab's backup line)
+    maintenance_time: str = field(default="Sun 02:00", **_meta(fmt="day_hhmm"))  # host timezone, weekly
     backup_max_gap_hours: float = field(default=26.0, **_meta(min=1))  # longest stretch without an ok backup
     monitor_max_gap_minutes: float = field(default=10.0, **_meta(min=1))  # longest stretch without monitor evidence
     resource_sample_seconds: float = field(default=1.0, **_meta(min=0.1, max=30))  # CPU measured over this interval
@@ -339,7 +348,7 @@ class Config:
     state_path: str = field(default_factory=_default_state_path)
     log_dir: str = field(default_factory=lambda: _default_dir("/var/log/catalyst", "log"))
     report_dir: str | None = None  # None: <log_dir>/reports
-    host_timezone: str = "America/New_York"  # the zone the crontab's times are written in
+    host_timezone: str = field(default="America/New_York", **_meta(fmt="zone"))  # the zone the crontab's times are written in
     profile: str = "real"  # "real", "plan", or a path to a profile YAML
     profile_overrides: dict[str, Any] = field(default_factory=dict)
     services: dict[str, ServiceConfig] = field(default_factory=dict)
@@ -448,7 +457,8 @@ def _coerce(value: Any, tp: Any, where: str, source: str, meta: dict) -> Any:
         if not isinstance(value, list):
             raise ConfigError(source, where, f"expected {_type_name(tp)}, got {type(value).__name__}")
         (inner,) = typing.get_args(tp)
-        return [_coerce(v, inner, f"{where}[{i}]", source, {}) for i, v in enumerate(value)]
+        item_meta = {k: v for k, v in meta.items() if k == "fmt"}  # a list of times: each one a time
+        return [_coerce(v, inner, f"{where}[{i}]", source, item_meta) for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(source, where, f"expected a mapping, got {type(value).__name__}")
@@ -469,9 +479,15 @@ def _coerce(value: Any, tp: Any, where: str, source: str, meta: dict) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(source, where, f"expected a number, got {value!r}")
         value = float(value)
+        # NaN fails every comparison below, so it would pass them all: a NaN timeout is a wait
+        # that never ends, an infinite one the same
+        if not math.isfinite(value):
+            raise ConfigError(source, where, f"expected a finite number, got {value!r}")
     elif tp is str:
         if not isinstance(value, str):
             raise ConfigError(source, where, f"expected a string, got {value!r}")
+        if "fmt" in meta:
+            _check_format(value, meta["fmt"], where, source)
     elif tp is Any:
         return value
     if "min" in meta and value < meta["min"]:
@@ -481,6 +497,49 @@ def _coerce(value: Any, tp: Any, where: str, source: str, meta: dict) -> Any:
     if "choices" in meta and value not in meta["choices"]:
         raise ConfigError(source, where, f"expected one of {', '.join(meta['choices'])}, got {value!r}")
     return value
+
+
+_HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+# calendars known good without importing exchange_calendars (a second of start-up for every command)
+_KNOWN_CALENDARS = {"XNYS", "NYSE", "XNAS", "NASDAQ"}
+
+
+def _check_format(value: str, fmt: str, where: str, source: str) -> None:
+    """Times, zones and calendar names are checked when the file is loaded, so `config check` (the
+    roles' validate step) refuses what every job would refuse later at its run."""
+    if fmt == "hhmm":
+        if not _HHMM.match(value.strip()):
+            raise ConfigError(source, where, f"expected a time HH:MM (00:00-23:59), got {value!r}")
+    elif fmt == "day_hhmm":
+        parts = value.split()
+        if len(parts) != 2 or parts[0].lower()[:3] not in WEEKDAYS or not _HHMM.match(parts[1]):
+            raise ConfigError(source, where, f"expected 'DAY HH:MM' like 'Sun 02:00', got {value!r}")
+    elif fmt == "zone":
+        if not valid_zone(value):
+            raise ConfigError(source, where, f"expected an IANA time zone name like America/New_York, got {value!r}")
+    elif fmt == "calendar":
+        if value not in _KNOWN_CALENDARS and not _calendar_exists(value):
+            raise ConfigError(source, where, f"expected an exchange calendar name like XNYS (exchange_calendars), "
+                              f"got {value!r}")
+
+
+def valid_zone(name: str) -> bool:
+    from zoneinfo import ZoneInfo
+
+    try:
+        ZoneInfo(name)
+        return True
+    except (ValueError, KeyError, OSError):  # ZoneInfoNotFoundError is a KeyError; a bad path a ValueError
+        return False
+
+
+def _calendar_exists(name: str) -> bool:
+    try:
+        import exchange_calendars as xcals
+    except ImportError:  # pragma: no cover - a dependency of the package
+        return True
+    return name in xcals.get_calendar_names(include_aliases=True)
 
 
 _INTERNAL = {"source", "profile_data", "_env", "_compose_redis"}
@@ -518,6 +577,36 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
+class DuplicateKey(Exception):
+    def __init__(self, key: str, first: int, second: int):
+        super().__init__(f"duplicate key {key!r} at lines {first} and {second}")
+        self.key, self.first, self.second = key, first, second
+
+
+def yaml_load(text: str):
+    """yaml.safe_load, except that a key given twice in one mapping is an error: PyYAML keeps the
+    last silently, so `timeout: 3` further down would quietly win over the one the operator reads."""
+    import yaml
+
+    def walk(node, where: str) -> None:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key, value in node.value:
+                name = key.value if isinstance(key, yaml.ScalarNode) else None
+                dotted = f"{where}.{name}" if where else str(name)
+                if name is not None and key.tag != "tag:yaml.org,2002:merge":
+                    if name in seen:
+                        raise DuplicateKey(dotted, seen[name], key.start_mark.line + 1)
+                    seen[name] = key.start_mark.line + 1
+                walk(value, dotted)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, f"{where}[{i}]")
+
+    walk(yaml.compose(text, Loader=yaml.SafeLoader), "")
+    return yaml.safe_load(text)
+
+
 def load_profile(name: str, source: str, overrides: dict | None = None) -> dict:
     import yaml
 
@@ -526,9 +615,11 @@ def load_profile(name: str, source: str, overrides: dict | None = None) -> dict:
     else:
         path = Path(name)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise ConfigError(source, "profile", f"expected real, plan or a profile file; {str(path)!r} not found")
+    except DuplicateKey as exc:
+        raise ConfigError(str(path), exc.key, f"given twice (lines {exc.first} and {exc.second}); keep one")
     except yaml.YAMLError as exc:
         raise ConfigError(str(path), None, f"invalid YAML: {exc.__class__.__name__}")
     if not isinstance(data, dict):
@@ -572,7 +663,9 @@ def load(cli_path: str | None = None) -> Config:
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(path, None, f"cannot read config file: {exc.__class__.__name__}")
         try:
-            raw = yaml.safe_load(text)
+            raw = yaml_load(text)
+        except DuplicateKey as exc:
+            raise ConfigError(path, exc.key, f"given twice (lines {exc.first} and {exc.second}); keep one")
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}" if mark else ""
@@ -607,6 +700,40 @@ def load(cli_path: str | None = None) -> Config:
     for i, name in enumerate(cfg.trading.env_services):
         if name not in DEFAULT_PORTS and name not in cfg.services:
             raise ConfigError(source, f"trading.env_services[{i}]", f"unknown service {name!r}")
+    if not cfg.env_file:
+        cfg.env_file = default_env_file(cfg)
+    return cfg
+
+
+# what a job needs to raise its own failure alert: where the state DB and the .env are, and how to alert
+_RESCUE_KEYS = ("env_file", "state_path", "log_dir", "alerts", "runtime")
+
+
+def load_for_alerts(cli_path: str | None = None) -> Config:
+    """The config, or when it does not load, the parts of it that alerting needs (each bad one left
+    at its default): a scheduled job whose config is broken still gets its failure to the operator."""
+    try:
+        return load(cli_path)
+    except ConfigError:
+        pass
+    import yaml
+
+    path, _ = resolve_path(cli_path)
+    raw: Any = {}
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) if path and os.path.exists(path) else {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        raw = {}
+    kept: dict = {}
+    for key in _RESCUE_KEYS:
+        if isinstance(raw, dict) and key in raw:
+            try:
+                _build(Config, {key: raw[key]}, "", str(path))
+                kept[key] = raw[key]
+            except ConfigError:
+                continue
+    cfg = _build(Config, kept, "", str(path))
+    cfg.source = str(path)
     if not cfg.env_file:
         cfg.env_file = default_env_file(cfg)
     return cfg

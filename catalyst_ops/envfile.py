@@ -22,6 +22,8 @@ from catalyst_ops.errors import ConfigError
 from catalyst_ops.fsutil import atomic_write  # noqa: F401  (re-exported: envfile.atomic_write)
 
 _KEY = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.\-]*)\s*=(.*)$")
+# a malformed line's key: an upper-case name followed by a separator (a lone word may be a value)
+_CANDIDATE = re.compile(r"^\s*(?:export\s+)?([A-Z_][A-Z0-9_]*)(?=\s*:|\s+\S)")
 
 
 @dataclass
@@ -49,7 +51,9 @@ def _unquote(rest: str, source: str, lineno: int, key: str) -> str:
             if ch == quote:
                 tail = rest[i + 1 :].strip()
                 if tail and not tail.startswith("#"):
-                    raise ConfigError(f"{source}:{lineno}", key, f"unexpected text after the closing quote: {tail!r}")
+                    # the text may be the rest of a secret: say where it is, never what
+                    raise ConfigError(f"{source}:{lineno}", key, f"unexpected text after the closing quote "
+                                      f"({len(tail)} characters; the value is not shown)")
                 return "".join(out)
             out.append(ch)
             i += 1
@@ -70,10 +74,11 @@ def parse_lines(text: str, source: str) -> list[EnvLine]:
             continue
         m = _KEY.match(raw)
         if not m:
-            shown = raw if len(raw) < 40 else raw[:37] + "..."
-            # never echo something that may be a secret in full: show only up to '='
-            shown = shown.split("=", 1)[0]
-            raise ConfigError(f"{source}:{lineno}", None, f"malformed line (expected KEY=value): {shown!r}")
+            # a malformed line is often a value (`SMTP_PASSWORD hunter2`, the second line of a broken
+            # quoted value): name the key when the line starts with one, never echo the rest
+            key = _CANDIDATE.match(raw)
+            raise ConfigError(f"{source}:{lineno}", key.group(1) if key else None,
+                              "malformed line (expected KEY=value; the line is not shown)")
         key, rest = m.group(1), m.group(2)
         lines.append(EnvLine(raw, key, _unquote(rest, source, lineno, key)))
     return lines

@@ -8,6 +8,10 @@ from typing import Any
 from catalyst_ops.errors import CannotRun
 
 
+class NoAnswer(CannotRun):
+    """The request was sent and the server did not answer in time: it may have acted on it."""
+
+
 @dataclass
 class Response:
     status: int
@@ -28,7 +32,7 @@ def request(method: str, url: str, *, json_body: Any = None, params: dict | None
     except requests.exceptions.ConnectTimeout:
         raise CannotRun(f"{label}: connect timed out after {timeout:g}s ({url})")
     except requests.exceptions.ReadTimeout:
-        raise CannotRun(f"{label}: no answer within {timeout:g}s ({url})")
+        raise NoAnswer(f"{label}: no answer within {timeout:g}s ({url})")
     except requests.exceptions.ConnectionError as exc:
         reason = "connection refused" if "refused" in str(exc).lower() else "cannot connect"
         raise CannotRun(f"{label}: {reason} ({url})")

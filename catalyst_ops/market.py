@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 
 from catalyst_ops import alerts, clock, workflow
+from catalyst_ops.httpjson import NoAnswer
 from catalyst_ops.errors import CANNOT_RUN, OK, PROBLEM, USAGE, CannotRun, OpsError
 
 log = logging.getLogger(__name__)
@@ -29,8 +30,9 @@ log = logging.getLogger(__name__)
 OPEN = "market-open"
 CLOSE = "market-close"
 
-# outcomes after which nothing happened at the service, so a later firing may claim again
-RECLAIMABLE = {"down", "refused"}
+# outcomes after which nothing happened at the service, so a later firing may claim again; after
+# `unknown` (a start sent, not answered in time) the re-run first asks the workflow what it is doing
+RECLAIMABLE = {"down", "refused", "unknown"}
 
 
 @dataclass
@@ -197,7 +199,7 @@ def run(cfg, db, kind: str, *, slot: str | None = None, dry_run: bool = False, f
         if kind == CLOSE:
             out = _close(cfg, db, d)
         else:
-            out = _cycle(cfg, db, kind, d, body, deadline)
+            out = _cycle(cfg, db, kind, d, body, deadline, prev)
     except BaseException as exc:
         settle(db, d.session_date, kind, "error", {"error": f"{exc.__class__.__name__}: {exc}"})
         raise
@@ -242,11 +244,70 @@ def _alert(db, kind: str, session_date: str, severity: str, what: str, message: 
     alerts.enqueue(db, severity, f"market:{kind}", f"{kind} {what} ({session_date})", message)
 
 
-def _cycle(cfg, db, kind: str, d: Decision, body: dict, deadline: float | None) -> Outcome:
+def _after_unknown(cfg, kind: str, d: Decision, prev: dict, deadline: float | None) -> Outcome | None:
+    """The last start of this session was sent but not answered: it may have begun a cycle. Ask the
+    workflow's status before starting again. None: nothing began since, start."""
+    from catalyst_ops import httpjson
+
     sd = d.session_date
+    try:
+        detail = json.loads(prev.get("detail") or "{}")
+    except ValueError:
+        detail = {}
+    spec = cfg.profile_data.get("workflow", {}).get("status", {})
+    path = spec.get("path", "/api/v1/workflow/status")
+    if "{cycle_id}" in path:
+        return None  # per-cycle status and no cycle id: the service's 409 guards a running cycle
+    try:
+        resp = httpjson.request("GET", cfg.service_url(cfg.workflow.service, path), timeout=cfg.workflow.start_timeout,
+                                what="workflow status")
+    except CannotRun as exc:
+        msg = f"the last start was not answered and the workflow's status cannot be read, so not started again: {exc}"
+        return Outcome(kind, CANNOT_RUN, "failed", "unknown", msg, sd, {"baseline": detail.get("baseline")})
+    body = resp.body if resp.status == 200 and isinstance(resp.body, dict) else {}
+    status = str(body.get(spec.get("status_field", "status"), ""))
+    running = (set(spec.get("running_words", [])) | set(spec.get("stage_words", []))) - {"idle"}
+    terminal = set(spec.get("completed_words", ["completed"])) | set(spec.get("failed_words", ["failed"]))
+    if status in running:
+        cycle = body.get("current_cycle")
+        log.info("%s: the unanswered start began cycle %s; following it instead of starting another", kind, cycle)
+        followed = workflow.follow(cfg, cycle, deadline=deadline, baseline=None)
+        return _followed(kind, sd, cycle, followed, "the unanswered start's ")
+    if status in terminal and workflow._is_ours(body, None, detail.get("baseline"), False):
+        cycle = body.get("current_cycle")
+        followed = workflow.FollowResult("completed" if status in spec.get("completed_words", ["completed"]) else "failed",
+                                         status, [], 0.0, f"cycle ended {status}")
+        return _followed(kind, sd, cycle, followed, "the unanswered start's ")
+    return None
+
+
+def _followed(kind: str, sd: str, cycle_id, followed, what: str = "") -> Outcome:
+    data = {"cycle_id": cycle_id, "final_status": followed.final_status, "stages": followed.stages_seen,
+            "seconds": round(followed.seconds, 2)}
+    if followed.outcome == "completed":
+        return Outcome(kind, OK, "ok", "completed", f"{what}cycle {cycle_id} completed in {followed.seconds:.1f}s",
+                       sd, data)
+    return Outcome(kind, PROBLEM, "failed", followed.outcome, f"{what}cycle {cycle_id}: {followed.detail}", sd, data)
+
+
+def _cycle(cfg, db, kind: str, d: Decision, body: dict, deadline: float | None, prev: dict | None = None) -> Outcome:
+    sd = d.session_date
+    if prev and prev.get("outcome") == "unknown":
+        out = _after_unknown(cfg, kind, d, prev, deadline)
+        if out is not None:
+            if out.exit_code != OK:
+                _alert(db, kind, sd, _severity(kind), "unanswered start" if out.outcome == "unknown" else
+                       ("cycle failed" if out.outcome == "failed" else "cycle did not finish"), out.message)
+            return out
     baseline = workflow.snapshot(cfg)
     try:
-        started = workflow.start(cfg, body)
+        started = workflow.start(cfg, body, timeout=cfg.workflow.start_timeout)
+    except NoAnswer as exc:
+        # sent, and maybe acted on: recorded `unknown`, not `down`, so a re-run looks before starting again
+        msg = (f"the workflow service did not answer the start in time, so a cycle may have begun: {exc}. A re-run "
+               "checks the workflow's status before starting again")
+        _alert(db, kind, sd, "critical" if kind == OPEN else "warning", "start not answered", msg)
+        return Outcome(kind, CANNOT_RUN, "failed", "unknown", msg, sd, {"baseline": baseline})
     except CannotRun as exc:
         msg = f"workflow service unreachable, no cycle started: {exc}"
         _alert(db, kind, sd, "critical" if kind == OPEN else "warning", "could not start", msg)

@@ -180,8 +180,6 @@ def set_yaml_scalars(text: str, section: str, values: dict, source: str) -> str:
 
 def write_limits_file(cfg, stage: int) -> tuple[dict, str | None]:
     """With trading.risk_file: set the stage's risk_limits there (backup first, atomic); (changes, backup)."""
-    import shutil
-
     from catalyst_ops import stackenv
     from catalyst_ops.fsutil import atomic_write
 
@@ -198,10 +196,9 @@ def write_limits_file(cfg, stage: int) -> tuple[dict, str | None]:
 
     text = Path(path).read_text(encoding="utf-8")
     new = set_yaml_scalars(text, RISK_SECTION, want, path)
-    backup = path + stackenv._backup_suffix(Path(path))
-    shutil.copy2(path, backup)
+    saved = stackenv.backup(cfg, path)
     atomic_write(path, new, os.stat(path).st_mode & 0o777)
-    return ch, backup
+    return ch, str(saved)
 
 
 def running_limits(cfg, stage: int) -> list[dict]:

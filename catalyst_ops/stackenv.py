@@ -67,14 +67,68 @@ def describe_changes(ch: dict) -> list[str]:
     return lines
 
 
+_BACKUP = re.compile(r"\.bak-(\d{8}T\d{6}(?:\.\d{6})?)(?:-(\d+))?$")
+
+
 def _backup_suffix(path: Path) -> str:
-    stamp = clock.now().strftime("%Y%m%dT%H%M%S")
+    """`.bak-YYYYMMDDTHHMMSS.ffffff` in real UTC time (not --now: the names order the files on disk),
+    unique to the microsecond, with -N when even that is taken."""
+    from datetime import datetime, timezone
+
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%f")
     suffix = f".bak-{stamp}"
     n = 1
     while path.with_name(path.name + suffix).exists():
         n += 1
         suffix = f".bak-{stamp}-{n}"
     return suffix
+
+
+def backup(cfg, path: str | Path) -> Path:
+    """Copy `path` beside itself (mode 0600) under a name no other backup has, then keep only the
+    newest retention.env_backups of its backups. Created exclusively: two edits never share one."""
+    import os
+    import shutil
+
+    path = Path(path)
+    while True:
+        target = path.with_name(path.name + _backup_suffix(path))
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            continue
+        with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
+            shutil.copyfileobj(src, out)
+        shutil.copystat(path, target)
+        os.chmod(target, 0o600)
+        break
+    prune_backups(path, cfg.retention.env_backups)
+    return target
+
+
+def backups_of(path: str | Path) -> list[Path]:
+    """The backups of `path`, oldest first."""
+    path = Path(path)
+    found = []
+    for p in path.parent.glob(path.name + ".bak-*"):
+        m = _BACKUP.search(p.name[len(path.name):])
+        if m and p.name[len(path.name):] == m.group(0):
+            stamp = m.group(1) if "." in m.group(1) else m.group(1) + ".000000"
+            found.append((stamp, int(m.group(2) or 1), p))
+    return [p for _, _, p in sorted(found)]
+
+
+def prune_backups(path: str | Path, keep: int) -> list[Path]:
+    removed = []
+    for old in backups_of(path)[:-keep] if keep > 0 else []:
+        try:
+            old.unlink()
+            removed.append(old)
+        except FileNotFoundError:
+            pass
+    if removed:
+        log.info("%s: removed %d old backup(s), kept the newest %d", path, len(removed), keep)
+    return removed
 
 
 @contextmanager
@@ -106,9 +160,10 @@ def write(cfg, updates: dict) -> tuple[dict, Path | None]:
     ch = changes(env, updates)
     if not ch:
         return ch, None
-    backup = envfile.update(path, {k: v for k, (_, v) in ch.items()}, backup_suffix=_backup_suffix(path))
+    saved = backup(cfg, path)
+    envfile.update(path, {k: v for k, (_, v) in ch.items()})
     cfg._env = None  # re-read on next use
-    return ch, backup
+    return ch, saved
 
 
 # ---------------------------------------------------------------------- reaching the services

@@ -183,11 +183,28 @@ def actor() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
+def _create_private(path: Path) -> None:
+    """Create the state DB file before SQLite does (it would make it 0644 under the usual umask): 0600,
+    or 0640 when its directory is open to its group (the role's 0750). SQLite gives the -wal and -shm
+    files the database's mode. An existing file is left as it is."""
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+    if path.exists():
+        return
+    mode = 0o640 if path.parent.stat().st_mode & 0o050 == 0o050 else 0o600
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except FileExistsError:
+        return  # another job created it a moment ago
+    os.close(fd)
+    os.chmod(path, mode)  # whatever the umask
+
+
 class StateDB:
     def __init__(self, path: str | os.PathLike):
         self.path = str(path)
         try:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            _create_private(Path(self.path))
             self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             self.conn.row_factory = sqlite3.Row
             self.conn.execute("PRAGMA busy_timeout=30000")

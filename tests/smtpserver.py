@@ -74,6 +74,7 @@ class SMTPServer:
     username: str = "alerts@example.test"
     password: str = "s3cret-Pa55word!"
     refuse: set = field(default_factory=set)  # RCPT addresses answered 550
+    busy: set = field(default_factory=set)  # RCPT addresses answered 450 (temporary)
     port: int = 0
     messages: list = field(default_factory=list)
     bad_logins: int = 0
@@ -88,6 +89,8 @@ class SMTPServer:
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address in self.refuse:
             return "550 5.1.1 mailbox unavailable"
+        if address in self.busy:
+            return "450 4.2.1 mailbox busy, try again later"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 

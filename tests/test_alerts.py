@@ -282,6 +282,71 @@ def test_backoff_grows_and_is_capped(standin, smtp):
     assert db(standin).execute("SELECT status FROM alerts").fetchone() == ("pending",)
 
 
+def _statuses(standin) -> dict:
+    return {r[0]: r[1] for r in db(standin).execute("SELECT subject, status FROM alerts")}
+
+
+def test_a_refused_warning_route_does_not_hold_back_the_critical_alert(standin, smtp):
+    """ops@ (warning route) answered 550: the critical alert queued behind the warning still goes
+    out; after alerts.refused_attempts refusals the warning is given up on and an alert naming the
+    refused route goes to the critical route."""
+    wire(standin, smtp, alerts="  refused_attempts: 2\n")
+    smtp.refuse.add("ops@example.test")
+    assert standin.cli("alert", "send", "warning", "disk at 91%", "df says so").code == 0
+    assert standin.cli("alert", "send", "critical", "broker unreachable", "timed out").code == 0
+    res = standin.cli("alert", "flush")
+    assert res.code == 3 and "550" in res.out, res.text
+    msgs = smtp.wait_for(1)
+    assert [(m.subject, m.rcpt_tos) for m in msgs] == [("[Catalyst CRITICAL] broker unreachable", ["oncall@example.test"])]
+    assert _statuses(standin) == {"disk at 91%": "pending", "broker unreachable": "sent"}
+    res = standin.cli("alert", "flush")  # the second refusal: given up, and said so on the other route
+    assert res.code == 3, res.text
+    msgs = smtp.wait_for(2)
+    assert len(msgs) == 2, [m.subject for m in msgs]
+    assert msgs[1].subject == "[Catalyst CRITICAL] ALERT ROUTE REFUSED: warning -> ops@example.test"
+    assert msgs[1].rcpt_tos == ["oncall@example.test"]
+    assert "disk at 91%" in msgs[1].text and "550" in msgs[1].text
+    st = _statuses(standin)
+    assert st["disk at 91%"] == "failed" and st["broker unreachable"] == "sent"
+    assert st["ALERT ROUTE REFUSED: warning -> ops@example.test"] == "sent"
+    res = standin.cli("alert", "flush")  # nothing left owed: nothing sent, nothing failed
+    assert res.code == 0, res.text
+    time.sleep(0.2)
+    assert len(smtp.messages) == 2
+    listed = json.loads(standin.cli("alert", "list", "--status", "failed", "--json").out)
+    assert [r["subject"] for r in listed] == ["disk at 91%"] and "550" in listed[0]["last_error"]
+
+
+def test_a_temporary_refusal_backs_off_and_is_never_given_up(standin, smtp):
+    wire(standin, smtp, alerts="  refused_attempts: 1\n")
+    smtp.busy.add("ops@example.test")
+    standin.cli("alert", "send", "warning", "disk at 91%")
+    standin.cli("alert", "send", "critical", "broker unreachable")
+    for _ in range(3):
+        res = standin.cli("alert", "flush")
+        assert res.code == 3 and "450" in res.out, res.text
+    assert [m.subject for m in smtp.wait_for(1)] == ["[Catalyst CRITICAL] broker unreachable"]
+    assert _statuses(standin) == {"disk at 91%": "pending", "broker unreachable": "sent"}  # no route alert either
+    smtp.busy.clear()
+    res = standin.cli("alert", "flush")
+    assert res.code == 0, res.text
+    assert [m.subject for m in smtp.wait_for(2)][1] == "[Catalyst WARNING] disk at 91%"
+    assert set(_statuses(standin).values()) == {"sent"}
+
+
+def test_a_refused_route_backs_off_alone(standin, smtp):
+    """The monitor's flush respects the refused route's backoff, and the critical route is not held by it."""
+    wire(standin, smtp, alerts="  retry_base: 600\n  retry_max: 600\n")
+    smtp.refuse.add("ops@example.test")
+    standin.cli("alert", "send", "warning", "disk at 91%")
+    once(standin)
+    standin.cli("alert", "send", "critical", "broker unreachable")
+    once(standin)  # inside the warning route's backoff: the critical route goes
+    assert [m.subject for m in smtp.wait_for(1)] == ["[Catalyst CRITICAL] broker unreachable"]
+    row = db(standin).execute("SELECT failures, refusals FROM alert_routes WHERE route LIKE 'warning%'").fetchone()
+    assert row == (1, 1)  # tried once, not again inside its backoff
+
+
 def test_flush_dry_run_sends_nothing(standin, smtp):
     wire(standin, smtp)
     standin.cli("alert", "send", "warning", "disk at 91%", "df says so")
@@ -311,6 +376,24 @@ def test_failed_scheduled_job_alerts_and_recovers(standin, smtp):
     assert res.code == 0, res.text
     msgs = smtp.wait_for(2)
     assert [m.subject for m in msgs][1] == "[Catalyst INFO] RECOVERED: job start"
+
+
+def test_scheduled_job_that_cannot_load_its_config_alerts(standin, smtp):
+    """From cron (CATALYST_OPS_SCHEDULED=1, set by the crontab) an exit 2 is a job that never runs:
+    alerted on the config's alert settings even though the config itself does not load. By hand it
+    is the operator's typo: not alerted."""
+    wire(standin, smtp)
+    text = standin.config.read_text()
+    standin.config.write_text(text.replace("host_timezone: America/New_York", "host_timezone: Mars/Olympus"))
+    res = standin.cli("backup")  # the operator, by hand
+    assert res.code == 2 and "host_timezone" in res.err, res.text
+    time.sleep(0.3)
+    assert smtp.messages == []
+    res = standin.cli("market-open", env={"CATALYST_OPS_SCHEDULED": "1"})
+    assert res.code == 2 and "host_timezone" in res.err, res.text
+    msgs = smtp.wait_for(1)
+    assert len(msgs) == 1 and msgs[0].subject == "[Catalyst CRITICAL] JOB FAILED: market-open (exit 2)"
+    assert "could not start" in msgs[0].text and "host_timezone" in msgs[0].text and "Mars/Olympus" in msgs[0].text
 
 
 def test_health_job_alerts_and_watches_the_monitor(standin, smtp):

@@ -31,6 +31,10 @@ def _one_line_error(res) -> str:
     ("- just\n- a list\n", ["top level"]),
     ("health:\n  timeout: [\n", ["invalid YAML"]),
     ("profile: nosuch.yml\n", ["profile", "not found"]),
+    # PyYAML keeps the last of two silently: refused, naming both lines
+    ("health:\n  timeout: 3\n  restart_wait: 5\n  timeout: 30\n", ["health.timeout", "lines 2 and 4"]),
+    ("health:\n  timeout: 3\nmarket: {}\nhealth:\n  timeout: 30\n", ["health:", "lines 1 and 4"]),
+    ("services:\n  trading: {port: 5005, port: 5006}\n", ["services.trading.port", "lines 2 and 2"]),
 ])
 def test_bad_config_exits_2_naming_the_key(tmp_path, yaml_text, must_contain):
     cfg = tmp_path / "ops.yml"
@@ -81,6 +85,31 @@ def test_bad_now_is_a_usage_error(standin):
     assert "--now" in line
     line = _one_line_error(standin.cli("--now", "2026-11-27T12:59:00", "status"))
     assert "no UTC offset" in line
+    # year 1 in +05:00 is before datetime's minimum in UTC: a usage error, not an internal one (exit 3)
+    line = _one_line_error(standin.cli("--now", "0001-01-01T00:00:00+05:00", "status"))
+    assert "--now" in line and "internal error" not in line
+    line = _one_line_error(standin.cli("--now", "", "status"))  # not silently "no override"
+    assert "--now" in line
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["market-open", "--deadline", "-1"], "more than 0"),
+    (["market-open", "--deadline", "0"], "more than 0"),
+    (["market-open", "--deadline", "nan"], "finite"),
+    (["market-open", "--deadline", "inf"], "finite"),
+    (["scan", "--deadline", "NaN"], "finite"),
+    (["validate", "--hours", "nan"], "finite"),
+    (["validate", "--hours", "inf"], "finite"),
+    (["validate", "--hours", "0"], "more than 0"),
+    (["alert", "list", "--limit", "-1"], "at least 1"),
+    (["alert", "list", "--limit", "0"], "at least 1"),
+    (["metrics", "--days", "-3"], "at least 1"),
+])
+def test_numbers_on_the_command_line_are_finite_and_in_range(tmp_path, args, fragment):
+    cfg = tmp_path / "ops.yml"
+    cfg.write_text("")
+    line = _one_line_error(run_cli(*args, config=cfg))
+    assert f"argument {args[-2]}" in line and fragment in line, line
 
 
 def test_defaults_without_a_file(monkeypatch, tmp_path):
@@ -113,3 +142,29 @@ def test_autonomous_mode_refused_with_the_coordinators_reason(tmp_path):
     from catalyst_ops import config, workflow
 
     assert workflow.build_body(config.load(str(cfg)))["mode"] == "autonomous"
+
+
+def test_state_db_is_created_private(tmp_path):
+    """The state DB holds alert bodies, job output tails and the halt flag: 0600 (0640 in a directory
+    open to its group, as the role's 0750), never the umask's 0644; its WAL files the same."""
+    import os
+    import stat
+
+    cfg = tmp_path / "ops.yml"
+    cfg.write_text(f"state_path: {tmp_path / 'new' / 'state.db'}\n")
+    old = os.umask(0o022)
+    try:
+        res = run_cli("alert", "list", config=cfg)
+        assert res.code == 0, res.text
+        assert stat.S_IMODE((tmp_path / "new" / "state.db").stat().st_mode) == 0o600
+        for extra in ("state.db-wal", "state.db-shm"):
+            if (tmp_path / "new" / extra).exists():
+                assert stat.S_IMODE((tmp_path / "new" / extra).stat().st_mode) & 0o077 == 0
+        shared = tmp_path / "shared"
+        shared.mkdir(mode=0o750)
+        os.chmod(shared, 0o750)
+        cfg.write_text(f"state_path: {shared / 'state.db'}\n")
+        assert run_cli("alert", "list", config=cfg).code == 0
+        assert stat.S_IMODE((shared / "state.db").stat().st_mode) == 0o640
+    finally:
+        os.umask(old)

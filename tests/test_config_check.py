@@ -106,6 +106,41 @@ def test_config_check_valid_and_invalid(tmp_path):
     assert res.err.strip() == f"catalyst-ops: error: {bad}: health.timeout: expected at least 0.1, got -1.0"
 
 
+@pytest.mark.parametrize("text, key, expected", [
+    ("health: {timeout: .nan}\n", "health.timeout", "expected a finite number, got nan"),
+    ("health: {timeout: .inf}\n", "health.timeout", "expected a finite number, got inf"),
+    ("workflow: {deadline: .nan}\n", "workflow.deadline", "expected a finite number"),
+    ("services: {trading: {timeout: .inf}}\n", "services.trading.timeout", "expected a finite number"),
+    ("metrics: {max_drawdown: .nan}\n", "metrics.max_drawdown", "expected a finite number"),
+    ("market: {market_open: '25:99'}\n", "market.market_open", "expected a time HH:MM"),
+    ("market: {market_close: '16:60'}\n", "market.market_close", "expected a time HH:MM"),
+    ("market: {scans: ['11:00', 'noon']}\n", "market.scans[1]", "expected a time HH:MM"),
+    ("alerts: {market_open_deadline: '9h45'}\n", "alerts.market_open_deadline", "expected a time HH:MM"),
+    ("validation: {backup_time: '24:00'}\n", "validation.backup_time", "expected a time HH:MM"),
+    ("validation: {maintenance_time: 'Caturday 02:00'}\n", "validation.maintenance_time", "expected 'DAY HH:MM'"),
+    ("market: {calendar: XMARS}\n", "market.calendar", "expected an exchange calendar name"),
+    ("host_timezone: Mars/Olympus\n", "host_timezone", "expected an IANA time zone name"),
+    ("market: {exchange_timezone: 'America/Nowhere'}\n", "market.exchange_timezone", "expected an IANA time zone"),
+])
+def test_config_check_refuses_what_a_job_would_refuse(tmp_path, text, key, expected):
+    """The roles' validate step is as strict as a job's run: NaN/inf, impossible times, unknown
+    calendars and zones are refused at load, so the file is never installed."""
+    bad = tmp_path / "bad.yml"
+    bad.write_text(text)
+    res = run_cli("config", "check", bad)
+    assert res.code == 2, res.text
+    assert res.err.startswith(f"catalyst-ops: error: {bad}: {key}: ") and expected in res.err, res.err
+    assert "Traceback" not in res.text
+
+
+def test_config_check_accepts_other_calendars_and_zones(tmp_path):
+    good = tmp_path / "ops.yml"
+    good.write_text("market: {calendar: XLON, exchange_timezone: Europe/London, market_open: '8:00'}\n"
+                    "host_timezone: UTC\nvalidation: {maintenance_time: 'sunday 02:00'}\n")
+    res = run_cli("config", "check", good)
+    assert res.code == 0, res.text
+
+
 def test_config_check_uses_global_config_when_no_file(tmp_path):
     bad = tmp_path / "bad.yml"
     bad.write_text("nonsense: 1\n")

@@ -135,6 +135,44 @@ def test_open_workflow_service_down_is_exit_3(stack):
     assert len(starts(stack)) == 1
 
 
+def test_open_start_answered_after_the_timeout_is_unknown_and_never_started_twice(real):
+    """The service took the start but answered after the client's timeout: a cycle may be running.
+    Recorded `unknown` (not `down`), and the re-run asks the workflow's status before starting again:
+    it finds the cycle and follows it instead of starting a second one."""
+    real.config.write_text(real.config.read_text().replace("poll_interval: 0.05", "poll_interval: 0.05\n  start_timeout: 1"))
+    real.fault("workflow", "start-slow", "--seconds", "3")
+    res = real.cli("--now", TUESDAY_OPEN, "market-open", "--json")
+    assert res.code == 3, res.text
+    out = json.loads(res.out)
+    assert out["outcome"] == "unknown" and "did not answer the start in time" in out["message"], out
+    assert action(real, "2026-11-24", "market-open")["outcome"] == "unknown"
+    assert [a["severity"] for a in alerts(real)] == ["critical"]
+    time.sleep(2.5)  # the slow answer has gone out by now
+    assert len(starts(real)) == 1  # the start was acted on
+    real.fault("workflow", "clear")
+    res = real.cli("--now", "2026-11-24T09:35:00-05:00", "market-open", "--json")
+    assert res.code == 0, res.text
+    out = json.loads(res.out)
+    assert out["outcome"] == "completed" and "unanswered start" in out["message"], out
+    assert len(starts(real)) == 1  # not a second cycle
+    assert action(real, "2026-11-24", "market-open")["outcome"] == "completed"
+
+
+def test_unknown_start_that_began_nothing_is_started_again(real):
+    """The re-run after `unknown` finds the workflow as it was before that start (idle, nothing
+    began): it starts."""
+    status = json.loads(urllib.request.urlopen(
+        f"http://127.0.0.1:{real.port('workflow')}/api/v1/workflow/status", timeout=5).read())
+    assert real.cli("alert", "list").code == 0  # the state DB and its tables
+    conn = db(real)
+    with conn:
+        conn.execute("INSERT INTO market_actions(session_date, kind, acted_at, outcome, detail) VALUES (?,?,?,?,?)",
+                     ("2026-11-24", "market-open", time.time(), "unknown", json.dumps({"baseline": status})))
+    res = real.cli("--now", "2026-11-24T09:35:00-05:00", "market-open", "--json")
+    assert res.code == 0, res.text
+    assert len(starts(real)) == 1 and json.loads(res.out)["outcome"] == "completed"
+
+
 # ------------------------------------------------------------------ at most once
 
 

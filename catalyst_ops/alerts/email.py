@@ -225,9 +225,14 @@ def send(settings: SmtpSettings, msg: EmailMessage, timeout: float = 10.0, verif
                                 f"{_smtp_reason(exc)}", permanent=True)
             except smtplib.SMTPRecipientsRefused as exc:
                 shown = "; ".join(f"{rcpt}: {_smtp_reason(err)}" for rcpt, err in exc.recipients.items())
-                raise SendError("recipient refused", f"{host}:{port} refused every recipient ({shown})", permanent=True)
+                # 5xx is a refusal; 4xx (mailbox busy, greylisting) is worth another try
+                permanent = all(isinstance(err, tuple) and isinstance(err[0], int) and err[0] >= 500
+                                for err in exc.recipients.values())
+                raise SendError("recipient refused", f"{host}:{port} refused every recipient ({shown})",
+                                permanent=permanent)
             except smtplib.SMTPDataError as exc:
-                raise SendError("message refused", f"{host}:{port} refused the message: {_smtp_reason(exc)}")
+                raise SendError("message refused", f"{host}:{port} refused the message: {_smtp_reason(exc)}",
+                                permanent=(exc.smtp_code or 0) >= 500)
             return {k: _smtp_reason(v) for k, v in (refused or {}).items()}
         except SendError:
             raise

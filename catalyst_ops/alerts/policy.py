@@ -207,7 +207,8 @@ def job_outcome(cfg, db, job: str, code: int, status: str, summary: str, notify:
             log.info("job %s failed again inside the alert cooldown: not alerted", job)
             return None
         _save(conn, key, "failed", "failed", since, now, fails, 0, summary)
-        what = {3: "could not run (a dependency is down)", 130: "was interrupted"}.get(code, "failed")
+        what = {2: "ran from cron but could not start (its configuration, .env or options were refused)",
+                3: "could not run (a dependency is down)", 130: "was interrupted"}.get(code, "failed")
         body = f"The scheduled job {job} {what}: exit code {code}.\n\n{summary or '(no summary)'}"
         if fails > 1:
             body += f"\n\n{fails} failed runs in a row."

@@ -6,6 +6,7 @@ import argparse
 import logging
 import socket
 
+from catalyst_ops.argtypes import integer
 from catalyst_ops.errors import CANNOT_RUN, OK, USAGE, OpsError
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ def register(sub) -> None:
 
     ls = asub.add_parser("list", help="the outbox, newest first", description="List outbox rows, newest first.")
     ls.add_argument("--status", choices=["pending", "sent", "suppressed", "failed"], help="only rows with this status")
-    ls.add_argument("--limit", type=int, default=20, help="rows to show (default 20)")
+    ls.add_argument("--limit", type=integer(1, 100_000), default=20, help="rows to show (default 20)")
     ls.add_argument("--json", action="store_true", help="print JSON")
     ls.set_defaults(func=run_list)
 
@@ -159,7 +160,7 @@ def run_list(ctx, args: argparse.Namespace) -> int:
     from catalyst_ops.fmt import table
 
     sql = "SELECT * FROM alerts" + (" WHERE status=?" if args.status else "") + " ORDER BY id DESC LIMIT ?"
-    rows = ctx.db.query(sql, ((args.status,) if args.status else ()) + (max(1, args.limit),))
+    rows = ctx.db.query(sql, ((args.status,) if args.status else ()) + (args.limit,))
     if ctx.as_json:
         ctx.emit_json([dict(r) for r in rows])
         return OK

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from catalyst_ops.argtypes import integer
 from catalyst_ops.errors import CANNOT_RUN, OK, PROBLEM
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ def register(sub) -> None:
         description="Create the tables of the schema fixture (CREATE TABLE IF NOT EXISTS) in the database of "
         "DATABASE_URL, for the stand-in stack and drills; --trades N also generates N closed positions (refused when "
         "positions already has rows). Never run this against production.")
-    f.add_argument("--trades", type=int, default=0, metavar="N", help="generate N closed positions (default 0)")
+    f.add_argument("--trades", type=integer(0, 1_000_000), default=0, metavar="N", help="generate N closed positions (default 0)")
     f.add_argument("--seed-trades-table", action="store_true", help="also create the seed's `trades` table")
     f.add_argument("--dry-run", action="store_true", help="say what would be created; change nothing")
     f.set_defaults(func=run_fixture, job=None)

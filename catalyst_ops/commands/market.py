@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from catalyst_ops.argtypes import number
 from catalyst_ops.errors import USAGE, OpsError
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,10 @@ def _common(p) -> None:
                    help="act even if this session's action is already recorded (an operator's re-run after a failure)")
 
 
+# seconds; more than 0, finite (a NaN deadline would wait forever), at most a day
+DEADLINE = number(0, 86400, above=True, what="a number of seconds")
+
+
 def register(sub) -> None:
     p = sub.add_parser("market-open", help="at the open: start the day's workflow cycle and follow it",
                        description="Start a workflow cycle (body from the workflow: config, keys per contract profile) "
@@ -30,7 +35,7 @@ def register(sub) -> None:
                        " Exit 1 when the cycle fails, times out, is refused or one is already running (409, not "
                        "retried); exit 3 when the workflow service is down. Failures are alerted (critical).")
     _common(p)
-    p.add_argument("--deadline", type=float, metavar="SECONDS", help="bounded wait for the cycle (default workflow.deadline)")
+    p.add_argument("--deadline", type=DEADLINE, metavar="SECONDS", help="bounded wait for the cycle (default workflow.deadline)")
     p.set_defaults(func=run_job, kind="market-open", job="market-open")
 
     s = sub.add_parser("scan", help="an intraday scan (mid-morning 11:00, lunch 13:00): start a cycle and follow it",
@@ -40,7 +45,7 @@ def register(sub) -> None:
     _common(s)
     s.add_argument("--slot", metavar="HH:MM", help="the scan's exchange time, one of market.scans "
                    "(default: the configured slot nearest to now)")
-    s.add_argument("--deadline", type=float, metavar="SECONDS", help="bounded wait for the cycle (default workflow.deadline)")
+    s.add_argument("--deadline", type=DEADLINE, metavar="SECONDS", help="bounded wait for the cycle (default workflow.deadline)")
     s.set_defaults(func=run_job, kind="scan", job="scan")
 
     c = sub.add_parser("market-close", help="at the real close (13:00 on early-close days): the daily trading report "

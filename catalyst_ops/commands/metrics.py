@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from catalyst_ops.argtypes import integer
 from catalyst_ops.errors import OK, PROBLEM, USAGE, OpsError
 
 log = logging.getLogger(__name__)
@@ -20,7 +21,7 @@ def register(sub) -> None:
         "for `mode live`. Never-filled closes (close_reason alpaca_*) are not trades; estimated closes and "
         "zero-P&L emergency closes are counted apart and left out unless metrics.include_estimates; other trades "
         "with NULL pnl or exit time are rejected (left out, counted). Exit 0 GO, 1 NO-GO, 3 database unreachable.")
-    p.add_argument("--days", type=int, metavar="N", help="only trades closed in the last N days (default: all)")
+    p.add_argument("--days", type=integer(1, 36500), metavar="N", help="only trades closed in the last N days (default: all)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--dry-run", action="store_true", help="compute and print; do not record the verdict")
     p.set_defaults(func=run, job="metrics")

@@ -10,7 +10,8 @@ FAULT_HELP = ("down (process killed), hung (accepts, never answers), 500 (plain-
               "(--seconds), unhealthy (200 with status unhealthy; 503 on pattern/orchestration), degraded, "
               "db-disconnected (each service's answer without its database pool: healthy with \"database\": "
               "\"disconnected\" on scanner/news/pattern, degraded on technical, unhealthy on trading/reporting), "
-              "cycle-failed / cycle-hang / start-supervised (400) / start-config-error (500) (workflow), "
+              "cycle-failed / cycle-hang / start-supervised (400) / start-config-error (500) / start-slow (the start "
+              "is acted on at once, answered after --seconds) (workflow), "
               "close-fail (broker, --symbols, --attempts N: only the first N closes of each fail), rate-limit "
               "(broker: the next --attempts N requests get 429), clear")
 

@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from catalyst_ops.argtypes import number
 from catalyst_ops.errors import OK, PROBLEM
 
 
-def _hours(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of hours, got {text!r}")
-    if not 0 < v <= 24 * 90:
-        raise argparse.ArgumentTypeError(f"expected more than 0 and at most 2160 hours, got {text!r}")
-    return v
+# more than 0, at most 90 days, finite
+_hours = number(0, 24 * 90, above=True, what="a number of hours")
 
 
 def register(sub) -> None:

@@ -18,7 +18,7 @@ from catalyst_ops.sandbox.server import read_json, write_json
 
 BROKER_OFFSET = 10  # the broker stand-in listens on base + 10 (5010 by default)
 FAULT_KINDS = ("down", "hung", "500", "slow", "unhealthy", "degraded", "db-disconnected", "cycle-failed", "cycle-hang",
-               "start-supervised", "start-config-error", "close-fail", "rate-limit")
+               "start-supervised", "start-config-error", "start-slow", "close-fail", "rate-limit")
 STANDIN_KEY = "standin-key-id"
 STANDIN_SECRET = "standin-secret-key-0123456789"
 # the live account's own pair: Alpaca's paper and live keys differ, each refused by the other account

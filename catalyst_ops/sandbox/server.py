@@ -449,7 +449,11 @@ def make_handler(app: StandIn):
                 # an unhandled exception in a FastAPI service: starlette's ServerErrorMiddleware, plain text
                 return self._send(500, "text/plain; charset=utf-8", "Internal Server Error")
             try:
-                self._send(*self._route(method, path, params, body))
+                answer = self._route(method, path, params, body)
+                if kind == "start-slow" and path == "/api/v1/workflow/start":
+                    # the cycle is started; the answer comes after the client gave up
+                    time.sleep(float(fault.get("seconds", 2)))
+                self._send(*answer)
             except (BrokenPipeError, ConnectionResetError):
                 pass
 
