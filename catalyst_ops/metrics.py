@@ -47,7 +47,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from catalyst_ops import closes, clock, db as pg
+from catalyst_ops import calendar, closes, clock, db as pg
 from catalyst_ops.errors import CannotRun, ConfigError
 
 log = logging.getLogger(__name__)
@@ -270,7 +270,7 @@ def compute(cfg, state, days: int | None = None) -> Report:
         rep.profit_factor = rep.gross_win / abs(rep.gross_loss)
     trade_days = sorted(set(row["days"] or []))
     rep.trading_days = len(trade_days)
-    rep.consecutive_days, rep.day_rule = longest_session_run(trade_days, cfg.market.calendar)
+    rep.consecutive_days, rep.day_rule = longest_session_run(trade_days, calendar.from_config(cfg))
     crash_since = since or row["first_entry"] or row["first_exit"]
     rep.crashes, rep.crash_detail = count_crashes(state, crash_since, until)
     rep.gates = gates(cfg, rep)
@@ -278,29 +278,22 @@ def compute(cfg, state, days: int | None = None) -> Report:
     return rep
 
 
-def longest_session_run(days: list[date], calendar: str = "XNYS") -> tuple[int, str]:
-    """Longest run of consecutive exchange sessions among `days`; (length, rule used)."""
+def longest_session_run(days: list[date], calendar="XNYS") -> tuple[int, str]:
+    """Longest run of consecutive exchange sessions among `days`; (length, rule used). `calendar` is
+    a calendar.Calendar or the name of one."""
+    from catalyst_ops.calendar import Calendar
+
+    cal = calendar if isinstance(calendar, Calendar) else Calendar(calendar)
     if not days:
-        return 0, calendar
-    import warnings
-
+        return 0, cal.name
     try:
-        with warnings.catch_warnings():  # the calendar library's pandas deprecation chatter
-            warnings.simplefilter("ignore")
-            import exchange_calendars as xcals
-            import pandas as pd
-
-            cal = xcals.get_calendar(calendar)
-            lo, hi = pd.Timestamp(days[0]), pd.Timestamp(days[-1])
-            if lo < cal.first_session or hi > cal.last_session:
-                raise ValueError("outside the calendar's range")
-            sessions = cal.sessions_in_range(lo, hi)
-        index = {ts.date(): i for i, ts in enumerate(sessions)}
+        sessions = cal.sessions_between(days[0], days[-1])
+        index = {s.day: i for i, s in enumerate(sessions)}
         positions = [index[d] for d in days if d in index]
-        rule = calendar
+        rule = cal.name
     except Exception as exc:  # no calendar for those dates: weekdays, and say so
         log.warning("trading days: %s calendar unavailable for %s..%s (%s); counting weekdays instead",
-                    calendar, days[0], days[-1], exc.__class__.__name__)
+                    cal.name, days[0], days[-1], exc.__class__.__name__)
         positions = [_weekday_index(d) for d in days if d.weekday() < 5]
         rule = "weekdays"
     best = run = 0
