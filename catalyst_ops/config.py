@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from catalyst_ops import yamlio
 from catalyst_ops.closes import ESTIMATED_REASONS, UNFILLED_REASONS
 from catalyst_ops.errors import ConfigError
 
@@ -526,7 +527,7 @@ def load_profile(name: str, source: str, overrides: dict | None = None) -> dict:
     else:
         path = Path(name)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yamlio.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise ConfigError(source, "profile", f"expected real, plan or a profile file; {str(path)!r} not found")
     except yaml.YAMLError as exc:
@@ -572,7 +573,7 @@ def load(cli_path: str | None = None) -> Config:
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(path, None, f"cannot read config file: {exc.__class__.__name__}")
         try:
-            raw = yaml.safe_load(text)
+            raw = yamlio.safe_load(text)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}" if mark else ""
