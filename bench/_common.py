@@ -46,6 +46,9 @@ def start(trades: int, orders: bool = True):
     return cluster, work, config
 
 
+last_cpu = 0.0  # CPU seconds (user + system) of the last cli() child
+
+
 def cli(config: Path, *args: str) -> tuple[int, float, int, str]:
     """Run catalyst-ops as a child: (exit code, wall seconds, peak RSS KiB of that child, output)."""
     import subprocess
@@ -56,6 +59,8 @@ def cli(config: Path, *args: str) -> tuple[int, float, int, str]:
         p = subprocess.Popen([sys.executable, "-m", "catalyst_ops", "--config", str(config), *args],
                              stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
         _, status, usage = os.wait4(p.pid, 0)  # this child's own accounting (ru_maxrss in KiB)
+        global last_cpu
+        last_cpu = usage.ru_utime + usage.ru_stime
         wall = time.monotonic() - t
         p.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)

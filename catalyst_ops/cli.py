@@ -11,7 +11,6 @@ import argparse
 import importlib
 import logging
 import os
-import pkgutil
 import sys
 
 from catalyst_ops import __version__
@@ -27,7 +26,31 @@ class _Parser(argparse.ArgumentParser):
         self.exit(USAGE, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+# The commands cron and the monitor's unit start, and the module that registers each. A run of one
+# of them builds only that module's parsers: importing and building all sixty-odd subparsers costs
+# more CPU than a skipped market job itself. tests/test_cli_fast.py keeps this table honest.
+FAST = {"health": "status", "market-open": "market", "scan": "market", "market-close": "market",
+        "backup": "backup", "weekly-maintenance": "maintenance", "rotate-logs": "maintenance", "monitor": "monitor"}
+_GLOBAL_WITH_VALUE = ("--config", "--now")
+
+
+def command_of(argv: list[str]) -> str | None:
+    """The command word in argv: the first word that is neither a global option nor its value."""
+    skip = False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word in _GLOBAL_WITH_VALUE:
+            skip = True
+        elif word == "--":
+            return None
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; `only` (a module of catalyst_ops/commands) registers that module's commands alone."""
     parser = _Parser(prog="catalyst-ops", description="Run the Catalyst Trading System droplet: schedules, health, "
                      "alerts, backups, validation, trading mode and emergency stop.", epilog=EPILOG,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -40,7 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     import catalyst_ops.commands as pkg
 
-    for mod in sorted(m.name for m in pkgutil.iter_modules(pkg.__path__)):
+    if only:
+        mods = [only]
+    else:
+        import pkgutil
+
+        mods = sorted(m.name for m in pkgutil.iter_modules(pkg.__path__))
+    for mod in mods:
         if mod.startswith("_"):
             continue
         importlib.import_module(f"catalyst_ops.commands.{mod}").register(sub)
@@ -89,7 +118,7 @@ def _alert_job(ctx, job: str, code: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(FAST.get(command_of(sys.argv[1:] if argv is None else argv) or ""))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -135,9 +135,11 @@ def load_data(path: str) -> dict | None:
     looking things up where a missing file is not an error (the Redis check)."""
     import yaml
 
+    from catalyst_ops import yamlio
+
     try:
         with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
+            data = yamlio.safe_load(fh)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         log.debug("compose file %s not read: %s", path, exc.__class__.__name__)
         return None
@@ -147,9 +149,11 @@ def load_data(path: str) -> dict | None:
 def load(path: str | Path) -> ComposeFile:
     import yaml
 
+    from catalyst_ops import yamlio
+
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yamlio.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(str(path), None, "compose file not found")
     except (OSError, UnicodeDecodeError) as exc:

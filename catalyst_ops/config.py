@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from catalyst_ops import yamlio
 from catalyst_ops.closes import ESTIMATED_REASONS, UNFILLED_REASONS
 from catalyst_ops.errors import ConfigError
 
@@ -603,8 +604,8 @@ def yaml_load(text: str):
             for i, item in enumerate(node.value):
                 walk(item, f"{where}[{i}]")
 
-    walk(yaml.compose(text, Loader=yaml.SafeLoader), "")
-    return yaml.safe_load(text)
+    walk(yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)), "")
+    return yamlio.safe_load(text)
 
 
 def load_profile(name: str, source: str, overrides: dict | None = None) -> dict:

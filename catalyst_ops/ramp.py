@@ -285,20 +285,9 @@ def set_stage(db, stage: int, reason: str, who: str | None = None) -> None:
 
 def sessions_completed(cfg, since: float, now: datetime) -> int:
     """Full NYSE sessions that opened at/after `since` and closed by `now`."""
-    import exchange_calendars as xcals
-    import pandas as pd
+    from catalyst_ops.calendar import from_config
 
-    cal = xcals.get_calendar(cfg.market.calendar)
-    start = pd.Timestamp(datetime.fromtimestamp(since, timezone.utc).date())
-    end = pd.Timestamp(now.astimezone(timezone.utc).date())
-    start = max(start, cal.first_session)
-    end = min(end, cal.last_session)
-    if end < start:
-        return 0
-    sessions = cal.sessions_in_range(start, end)
-    since_ts = pd.Timestamp(since, unit="s", tz="UTC")
-    now_ts = pd.Timestamp(now).tz_convert("UTC")
-    return sum(1 for s in sessions if cal.session_open(s) >= since_ts and cal.session_close(s) <= now_ts)
+    return from_config(cfg).count_sessions(datetime.fromtimestamp(since, timezone.utc), now)
 
 
 def stage_trades(cfg, since: float) -> list[tuple]:

@@ -175,33 +175,17 @@ def job_names(cfg) -> dict[str, str]:
 
 
 def _sessions(cfg, start: float, end: float) -> list[tuple[datetime, datetime, date]]:
-    """(open, close, session date) of the exchange sessions that open inside [start, end]."""
-    import warnings
+    """(open, close, session date) of the exchange sessions that open or close inside [start, end]."""
+    from catalyst_ops.calendar import from_config
 
+    utc = ZoneInfo("UTC")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import exchange_calendars as xcals
-            import pandas as pd
-    except ImportError:
+        sessions = from_config(cfg).sessions_in(datetime.fromtimestamp(start, utc), datetime.fromtimestamp(end, utc))
+    except ModuleNotFoundError:
         raise CannotRun("exchange_calendars is not installed: cannot tell which days were sessions")
-    a = datetime.fromtimestamp(start, ZoneInfo("UTC")).date() - timedelta(days=1)
-    b = datetime.fromtimestamp(end, ZoneInfo("UTC")).date() + timedelta(days=1)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            cal = xcals.get_calendar(cfg.market.calendar, start=pd.Timestamp(a - timedelta(days=7)),
-                                     end=pd.Timestamp(b + timedelta(days=7)))
     except Exception as exc:
         raise CannotRun(f"exchange calendar {cfg.market.calendar}: {exc.__class__.__name__}: {exc}")
-    out = []
-    with warnings.catch_warnings():  # pandas deprecation chatter from inside the library: not the operator's business
-        warnings.simplefilter("ignore")
-        for s in cal.sessions_in_range(pd.Timestamp(a), pd.Timestamp(b)):
-            o, c = cal.session_open(s).to_pydatetime(), cal.session_close(s).to_pydatetime()
-            if start <= o.timestamp() <= end or start <= c.timestamp() <= end:
-                out.append((o, c, s.date()))
-    return out
+    return [(s.open, s.close, s.day) for s in sessions]
 
 
 def expected_runs(cfg, start: float, end: float) -> list[tuple[str, str, float]]:
