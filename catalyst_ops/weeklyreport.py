@@ -411,7 +411,8 @@ def chart(data: dict, width: int = 640, height: int = 240) -> dict:
     """Geometry of the P&L-by-day bar chart: one slot per weekday, a bar up (green) for a winning
     day and down (red) for a losing one, from a zero line; a day without a session is labelled."""
     left, right, top, bottom = 70, 16, 22, 46
-    plot_w, plot_h = width - left - right, height - top - bottom
+    # 16 px under the lowest bar for its value, above the day labels
+    plot_w, plot_h = width - left - right, height - top - bottom - 16
     vals = [d["pnl"] or 0.0 for d in data["days"]]
     hi, lo = max(vals + [0.0]), min(vals + [0.0])
     if hi == lo:
