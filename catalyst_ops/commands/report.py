@@ -9,7 +9,7 @@ from catalyst_ops.errors import OK
 
 
 def register(sub) -> None:
-    p = sub.add_parser("report", help="operations reports from the state DB (report daily)",
+    p = sub.add_parser("report", help="reports: daily (operations), trading (a session), weekly (the review)",
                        description="Reports built from the state database, which records every run.")
     rsub = p.add_subparsers(dest="report_kind", metavar="KIND")
     d = rsub.add_parser("daily", help="services, health checks, jobs, restarts, alerts, backup, errors, disk, CPU/memory",
