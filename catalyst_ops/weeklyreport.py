@@ -200,9 +200,11 @@ def _sessions_ops(cfg, db, days: list[dict], now: float) -> list[dict]:
             row["reason"] = _message(o["detail"]) or f"market-open: {o['outcome']}"
         else:
             row["status"] = "skipped"
-            start = datetime.combine(date.fromisoformat(sd), dtime(0), xtz).timestamp()
+            day = date.fromisoformat(sd)
+            start = datetime.combine(day, dtime(0), xtz).timestamp()
+            stop = datetime.combine(day + timedelta(days=1), dtime(0), xtz).timestamp()
             run = db.one("SELECT status, exit_code, summary FROM job_runs WHERE job=? AND started_at>=? AND started_at<?"
-                         " ORDER BY started_at DESC LIMIT 1", (open_job, start, start + 86400))
+                         " ORDER BY started_at DESC LIMIT 1", (open_job, start, stop))
             if o:
                 row["reason"] = f"market-open {o['outcome']}" + (f": {_message(o['detail'])}" if _message(o["detail"]) else "")
             elif run:

@@ -169,6 +169,14 @@ def test_targets_follow_the_config_and_the_text_reads(week):
     assert "win rate       57.1%  >= 60.0%  MISSED" in res.out
     assert "max drawdown   0.12%  < 10.00%  met" in res.out
     assert "Thu 2026-11-26  Thanksgiving: NYSE closed" in res.out
+    # mid-week: the days to come are not read, the figures stop at now
+    res = weekly(week, "--json", now="2026-11-25T12:00:00-05:00")
+    assert res.code == 0, res.text
+    d = json.loads(res.out)
+    assert d["complete"] is False and [x["future"] for x in d["days"]] == [False, False, False, True, True]
+    assert [x["pnl"] for x in d["days"]] == [250.0, 300.0, -75.0, None, None]  # #13 closed at 10:00 Wednesday
+    assert (d["figures"]["trades"], d["figures"]["total_pnl"], d["notes"]) == (6, 475.0, [])
+    assert [(s["date"], s["status"]) for s in d["operations"]["sessions"]][-1] == ("2026-11-27", "to come")
 
 
 def test_save_and_mail(week):
