@@ -417,7 +417,8 @@ def chart(data: dict, width: int = 640, height: int = 240) -> dict:
     plot_w, plot_h = width - left - right, height - top - bottom - 16
     vals = [d["pnl"] or 0.0 for d in data["days"]]
     hi, lo = max(vals + [0.0]), min(vals + [0.0])
-    if hi == lo:
+    flat = hi == lo  # no P&L at all: the zero line alone
+    if flat:
         hi = 1.0
     span = hi - lo
 
@@ -435,7 +436,7 @@ def chart(data: dict, width: int = 640, height: int = 240) -> dict:
                      "color": POS if v > 0 else NEG if v < 0 else FLAT, "value": v, "day": f"{d['weekday']} {d['date'][5:]}",
                      "cx": round(left + (i + 0.5) * slot, 2), "label_y": round(y0 - 5 if v >= 0 else y1 + 13, 2),
                      "note": note, "trades": d["trades"]})
-    ticks = [{"v": v, "y": y(v), "label": fmt.money(v, True) if v else "0"} for v in sorted({hi, 0.0, lo}) if span]
+    ticks = [{"v": v, "y": y(v), "label": fmt.money(v, True) if v else "0"} for v in sorted({0.0} if flat else {hi, 0.0, lo})]
     return {"width": width, "height": height, "left": left, "plot_w": plot_w, "zero_y": y(0.0), "bars": bars,
             "ticks": ticks, "axis_y": height - bottom + 16}
 
