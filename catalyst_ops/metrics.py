@@ -247,12 +247,14 @@ def _sql(query: str, cols: set[str]) -> str:
     return _SQL.format(query=query, est=closes.sql_code("q.close_reason", "q.pnl", "q.entry_price", "q.exit_price"))
 
 
-def compute(cfg, state, days: int | None = None) -> Report:
-    """Read the trades, compute the figures, the crashes and the gates. CannotRun if the DB is down."""
+def compute(cfg, state, days: int | None = None, *, since: datetime | None = None,
+            until: datetime | None = None) -> Report:
+    """Read the trades, compute the figures, the crashes and the gates. CannotRun if the DB is down.
+    `since`/`until` (aware) give another window than the last `days` up to now (the weekly review)."""
     import psycopg2
 
-    until = clock.now()
-    since = until - timedelta(days=days) if days else None
+    until = until or clock.now()
+    since = since or (until - timedelta(days=days) if days else None)
     m = cfg.metrics
     rep = Report(since=since, until=until, days=days, starting_equity=m.starting_equity)
     conn = pg.connect_cfg(cfg)

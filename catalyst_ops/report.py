@@ -125,6 +125,37 @@ def _timeline(db, services: list[str], start: float, end: float, slot_minutes: i
     return {s: "".join(v) for s, v in lines.items()}
 
 
+def job_summary(db, start: float, end: float, tz) -> list[dict]:
+    """Runs per job in [start, end): counts by status, first and last start, the last outcome."""
+    jobs = []
+    for r in db.query(
+            "SELECT job, COUNT(*) AS runs, SUM(status='ok') AS ok, SUM(status='skipped') AS skipped,"
+            " SUM(status='failed') AS failed, SUM(status='crashed') AS crashed, SUM(status='running') AS running,"
+            " MIN(started_at) AS first, MAX(started_at) AS last FROM job_runs WHERE started_at>=? AND started_at<?"
+            " GROUP BY job ORDER BY job", (start, end)):
+        last = db.one("SELECT status, exit_code, summary FROM job_runs WHERE job=? AND started_at>=? AND started_at<?"
+                      " ORDER BY started_at DESC LIMIT 1", (r["job"], start, end))
+        jobs.append({"job": r["job"], "runs": r["runs"], "ok": r["ok"] or 0, "skipped": r["skipped"] or 0,
+                     "failed": r["failed"] or 0, "crashed": r["crashed"] or 0, "running": r["running"] or 0,
+                     "first": _iso(r["first"], tz), "last": _iso(r["last"], tz), "last_status": last["status"],
+                     "last_summary": last["summary"]})
+    return jobs
+
+
+def alert_summary(db, start: float, end: float, tz, limit: int = 100) -> dict:
+    """Alerts created in [start, end): counts by status and severity, and the first `limit` of them."""
+    a = db.one("SELECT COUNT(*) AS created, SUM(status='sent') AS sent, SUM(status='failed') AS failed,"
+               " SUM(status='pending') AS pending, SUM(severity='critical') AS critical, SUM(severity='warning') AS warning,"
+               " SUM(severity='info') AS info FROM alerts WHERE created_at>=? AND created_at<?", (start, end))
+    pending_now = db.one("SELECT COUNT(*) AS n FROM alerts WHERE status='pending'")["n"]
+    return {"created": a["created"], "sent": a["sent"] or 0, "failed": a["failed"] or 0, "pending": a["pending"] or 0,
+            "pending_now": pending_now,
+            "by_severity": {k: a[k] or 0 for k in ("critical", "warning", "info")},
+            "list": [{"at": _iso(r["created_at"], tz), "severity": r["severity"], "subject": r["subject"], "status": r["status"]}
+                     for r in db.query("SELECT * FROM alerts WHERE created_at>=? AND created_at<? ORDER BY created_at"
+                                       " LIMIT ?", (start, end, limit))]}
+
+
 def build_daily(cfg, db, day: date | None = None, live_resources: bool = True) -> dict:
     from catalyst_ops import resources
 
@@ -161,18 +192,7 @@ def build_daily(cfg, db, day: date | None = None, live_resources: bool = True) -
               "checks": sum(s["checks"] for s in services), "failed_checks": sum(s["failed_checks"] for s in services)}
 
     # scheduled jobs and operator actions
-    jobs = []
-    for r in db.query(
-            "SELECT job, COUNT(*) AS runs, SUM(status='ok') AS ok, SUM(status='skipped') AS skipped,"
-            " SUM(status='failed') AS failed, SUM(status='crashed') AS crashed, SUM(status='running') AS running,"
-            " MIN(started_at) AS first, MAX(started_at) AS last FROM job_runs WHERE started_at>=? AND started_at<?"
-            " GROUP BY job ORDER BY job", (start, end)):
-        last = db.one("SELECT status, exit_code, summary FROM job_runs WHERE job=? AND started_at>=? AND started_at<?"
-                      " ORDER BY started_at DESC LIMIT 1", (r["job"], start, end))
-        jobs.append({"job": r["job"], "runs": r["runs"], "ok": r["ok"] or 0, "skipped": r["skipped"] or 0,
-                     "failed": r["failed"] or 0, "crashed": r["crashed"] or 0, "running": r["running"] or 0,
-                     "first": _iso(r["first"], tz), "last": _iso(r["last"], tz), "last_status": last["status"],
-                     "last_summary": last["summary"]})
+    jobs = job_summary(db, start, end, tz)
     # every run but the 5-minute health job, one line each (health is summarised above)
     runs = [{"job": r["job"], "started": _iso(r["started_at"], tz), "ended": _iso(r["ended_at"], tz),
              "seconds": round(r["ended_at"] - r["started_at"], 1) if r["ended_at"] else None,
@@ -184,16 +204,7 @@ def build_daily(cfg, db, day: date | None = None, live_resources: bool = True) -
                  "planned": bool(r["planned"])}
                 for r in db.query("SELECT * FROM restarts WHERE at>=? AND at<? ORDER BY at", (start, end))]
 
-    a = db.one("SELECT COUNT(*) AS created, SUM(status='sent') AS sent, SUM(status='failed') AS failed,"
-               " SUM(status='pending') AS pending, SUM(severity='critical') AS critical, SUM(severity='warning') AS warning,"
-               " SUM(severity='info') AS info FROM alerts WHERE created_at>=? AND created_at<?", (start, end))
-    pending_now = db.one("SELECT COUNT(*) AS n FROM alerts WHERE status='pending'")["n"]
-    alerts = {"created": a["created"], "sent": a["sent"] or 0, "failed": a["failed"] or 0, "pending": a["pending"] or 0,
-              "pending_now": pending_now,
-              "by_severity": {k: a[k] or 0 for k in ("critical", "warning", "info")},
-              "list": [{"at": _iso(r["created_at"], tz), "severity": r["severity"], "subject": r["subject"], "status": r["status"]}
-                       for r in db.query("SELECT * FROM alerts WHERE created_at>=? AND created_at<? ORDER BY created_at"
-                                         " LIMIT 100", (start, end))]}
+    alerts = alert_summary(db, start, end, tz)
 
     last = db.one("SELECT * FROM backups WHERE status='ok' AND created_at<? ORDER BY created_at DESC LIMIT 1", (end,))
     b = db.one("SELECT COUNT(*) AS n, SUM(status='ok') AS ok, SUM(status='failed') AS failed FROM backups"

@@ -1,4 +1,4 @@
-"""The eight scheduled jobs, when cron will next fire them, and whether the host's zone makes that wrong.
+"""The nine scheduled jobs, when cron will next fire them, and whether the host's zone makes that wrong.
 
 Debian/Ubuntu cron has no CRON_TZ: it reads the crontab's times in the host's zone. The
 crontab (templates/crontab.j2) is written in exchange time, so it is right only while the
@@ -41,6 +41,8 @@ JOBS: tuple[Job, ...] = (
     Job("backup", "0 23 * * *", ("backup",), "backup.log"),
     Job("weekly-maintenance", "0 2 * * 0", ("weekly-maintenance",), "weekly-maintenance.log"),
     Job("rotate-logs", "0 3 * * *", ("rotate-logs",), "rotate-logs.log"),
+    # the weekly review, once Sunday's maintenance and log rotation are done
+    Job("report-weekly", "0 6 * * 0", ("report", "weekly", "--save", "--mail"), "report-weekly.log"),
 )
 
 _RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
@@ -228,7 +230,7 @@ def read_crontab(path: str) -> list[tuple[str, str]]:
 
 
 def job_for_command(command: str) -> Job | None:
-    """Which of the eight a crontab command runs (by its catalyst-ops subcommand and slot)."""
+    """Which of the nine a crontab command runs (by its catalyst-ops subcommand and slot)."""
     try:
         words = shlex.split(command.split(">>")[0])
     except ValueError:

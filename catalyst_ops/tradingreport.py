@@ -160,11 +160,12 @@ def read_broker(cfg) -> dict:
 # ---------------------------------------------------------------------------- the report
 
 
-def build(cfg, day: date, session: dict | None = None) -> dict:
-    """The report for session `day`. Never raises for an unreachable database or broker."""
+def build(cfg, day: date, session: dict | None = None, broker: bool = True) -> dict:
+    """The report for session `day`. Never raises for an unreachable database or broker.
+    broker=False: the database's part only (the weekly review reads five sessions)."""
     tz = ZoneInfo(cfg.market.exchange_timezone)
     dbpart = read_database(cfg, day)
-    brk = read_broker(cfg)
+    brk = read_broker(cfg) if broker else {"available": False, "error": "not asked"}
     data = {"kind": "trading-daily", "session_date": day.isoformat(), "timezone": cfg.market.exchange_timezone,
             "generated_at": _iso(clock.now().astimezone(tz)), "session": session,
             "cycle_prefix": day.strftime("%Y%m%d") + "-",

@@ -25,14 +25,14 @@ def jobs(text: str) -> list:
     return list(CronTab(tab=text, user=False))  # user=False: the system format, with a user field
 
 
-def test_defaults_render_eight_jobs_with_the_right_fields():
+def test_defaults_render_nine_jobs_with_the_right_fields():
     text = render()
     ct = CronTab(tab=text, user=False)
     assert ct.env["SHELL"] == "/bin/sh"
     assert "/usr/bin" in ct.env["PATH"].split(":") and "/usr/sbin" in ct.env["PATH"].split(":")
     assert "MAILTO" in ct.env and 'MAILTO=""' in text
     parsed = list(ct)
-    assert len(parsed) == 8
+    assert len(parsed) == 9
     logs = set()
     for job, want in zip(parsed, JOBS):
         assert job.is_valid()
@@ -43,7 +43,7 @@ def test_defaults_render_eight_jobs_with_the_right_fields():
         assert tuple(words[3:3 + len(want.args)]) == want.args
         assert words[-3:] == [">>", f"/var/log/catalyst/{want.log}", "2>&1"]
         logs.add(words[-2])
-    assert len(logs) == 8  # each job its own log file
+    assert len(logs) == 9  # each job its own log file
     assert text.endswith("\n")  # cron ignores a last line without a newline
 
 
@@ -56,6 +56,9 @@ def test_times_and_days():
     assert str(by_name["backup"].slices) == "0 23 * * *"
     assert str(by_name["rotate-logs"].slices) == "0 3 * * *"
     assert "--logrotate-config /etc/logrotate.d/catalyst" in by_name["rotate-logs"].command
+    # the weekly review: Sunday, after weekly maintenance (02:00) and log rotation (03:00)
+    assert str(by_name["report-weekly"].slices) == "0 6 * * 0"
+    assert " report weekly --save --mail >> " in by_name["report-weekly"].command
 
 
 def test_variables_are_honoured():
@@ -103,7 +106,8 @@ def test_schedule_right_zone_across_dst(cfg, tmp_path):
     data = json.loads(res.out)
     assert data["warnings"] == []
     nxt = {j["job"]: j for j in data["jobs"]}
-    assert len(nxt) == 8
+    assert len(nxt) == 9
+    assert nxt["report-weekly"]["next_exchange"] == "2026-03-08T06:00:00-04:00"
     # Saturday before DST starts: Monday's open is 09:30 EDT (13:30 UTC), not 14:30 UTC
     assert nxt["market-open"]["next_exchange"] == "2026-03-09T09:30:00-04:00"
     assert nxt["market-open"]["next_run_will"] == "acts"

@@ -1,4 +1,5 @@
-"""`catalyst-ops report daily`: the day's operations report from the state DB."""
+"""`catalyst-ops report daily|trading|weekly`: the day's operations report from the state DB, a
+session's trading report, and the weekly review."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from catalyst_ops.errors import OK
 
 
 def register(sub) -> None:
-    p = sub.add_parser("report", help="operations reports from the state DB (report daily)",
+    p = sub.add_parser("report", help="reports: daily (operations), trading (a session), weekly (the review)",
                        description="Reports built from the state database, which records every run.")
     rsub = p.add_subparsers(dest="report_kind", metavar="KIND")
     d = rsub.add_parser("daily", help="services, health checks, jobs, restarts, alerts, backup, errors, disk, CPU/memory",
@@ -44,6 +45,24 @@ def register(sub) -> None:
     t.add_argument("--mail", action="store_true", help="also queue the text report as an info alert")
     t.add_argument("--dry-run", action="store_true", help="with --save/--mail: say what would be written or queued, do neither")
     t.set_defaults(func=run_trading, job="report-trading")
+    w = rsub.add_parser("weekly", help="the weekly review: the week's trades and P&L by day, the figures against the "
+                        "plan's targets, the ramp stage and its gates, the week's operations",
+                        description="The weekly review (every Sunday after weekly maintenance): the week's closed trades "
+                        "and realized P&L by day (Mon-Fri, exchange time, NYSE sessions), win rate, risk:reward, profit "
+                        "factor, expectancy and max drawdown against the go/no-go targets, the ramp stage and its gates, "
+                        "and the week's operations from the state DB (uptime per service, restarts, alerts, backups, "
+                        "sessions skipped). Exit 3 when the trading database cannot be reached (the rest is still printed).")
+    wk = w.add_mutually_exclusive_group()
+    wk.add_argument("--week", metavar="YYYY-Www", help="the ISO week (also: this, last; default this week)")
+    wk.add_argument("--date", metavar="YYYY-MM-DD", help="the week holding this date (also: today, yesterday)")
+    wform = w.add_mutually_exclusive_group()
+    wform.add_argument("--json", action="store_true", help="print JSON")
+    wform.add_argument("--html", action="store_true", help="print HTML with an inline SVG chart of P&L by day")
+    w.add_argument("--save", action="store_true", help="also write weekly-YYYY-Www.{txt,json,html} under the report "
+                   "directory and record it in the state DB")
+    w.add_argument("--mail", action="store_true", help="also queue the text review as an info alert (the alert sender mails it)")
+    w.add_argument("--dry-run", action="store_true", help="with --save/--mail: say what would be written or queued, do neither")
+    w.set_defaults(func=run_weekly, job="report-weekly")
     p.set_defaults(func=lambda ctx, args: (p.print_help(), 2)[1])
 
 
@@ -102,6 +121,36 @@ def run_trading(ctx, args: argparse.Namespace) -> int:
         else:
             tradingreport.mail(ctx.db, data)
             log.info("report queued for mail")
+    if not data["database"]["available"]:
+        log.error("trading database: %s", data["database"]["error"])
+        return CANNOT_RUN
+    return OK
+
+
+def run_weekly(ctx, args: argparse.Namespace) -> int:
+    import logging
+    from zoneinfo import ZoneInfo
+
+    from catalyst_ops import tradingreport, weeklyreport
+    from catalyst_ops.errors import CANNOT_RUN
+
+    log = logging.getLogger(__name__)
+    tradingreport.check_config(ctx.cfg)  # the database URL, the session query and the exchange zone, before anything
+    monday = weeklyreport.parse_week(args.week, args.date, ZoneInfo(ctx.cfg.market.exchange_timezone))
+    data = weeklyreport.build(ctx.cfg, ctx.db, monday)
+    ctx.out(weeklyreport.render(data, "json" if args.json else "html" if args.html else "text").rstrip("\n"))
+    ctx.summary = weeklyreport.headline(data)
+    if args.save:
+        if args.dry_run:
+            log.info("dry run: would write %s.{txt,json,html} under %s", weeklyreport.stem(data["week"]), ctx.cfg.reports_path)
+        else:
+            log.info("report written: %s", ", ".join(weeklyreport.save(ctx.cfg, ctx.db, data)))
+    if args.mail:
+        if args.dry_run:
+            log.info("dry run: would queue the review as an info alert")
+        else:
+            weeklyreport.mail(ctx.db, data)
+            log.info("review queued for mail")
     if not data["database"]["available"]:
         log.error("trading database: %s", data["database"]["error"])
         return CANNOT_RUN

@@ -13,7 +13,7 @@ DEFAULT_CRONTAB = "/etc/cron.d/catalyst"
 
 def register(sub) -> None:
     p = sub.add_parser("schedule", help="print the next run of every job (US/Eastern and host time); warn on a wrong host zone",
-                       description="Print when cron will next fire each of the eight jobs, in the exchange's zone and "
+                       description="Print when cron will next fire each of the nine jobs, in the exchange's zone and "
                        "the host's zone, and for market jobs whether that run will act or skip (NYSE calendar). Cron "
                        "on Debian has no CRON_TZ, so the crontab's times are host times: when the host zone does not "
                        "match the exchange zone all year, this prints a warning and exits 1. Reads the installed "
@@ -59,7 +59,7 @@ def run(ctx, args: argparse.Namespace) -> int:
         for cron, command in lines:
             job = schedule.job_for_command(command)
             if job is None:
-                warnings.append(f"{path}: a line runs something other than the eight jobs: {cron} {command[:60]}")
+                warnings.append(f"{path}: a line runs something other than the nine jobs: {cron} {command[:60]}")
                 continue
             entries.append((job, cron))
         missing = [j.name for j in schedule.JOBS if j.name not in {e[0].name for e in entries}]

@@ -79,9 +79,9 @@ def test_cron_running_and_the_files_accepted_by_cron(host):
     cron_lines = [ln.split() for ln in host.file("/etc/cron.d/catalyst").content_string.splitlines()
                   if ln.strip() and not ln.startswith("#") and "=" not in ln.split()[0]]
     commands = [ln[6:] for ln in cron_lines]
-    assert [c[0] for c in commands] == [BIN] * 8, commands  # every job runs the installed catalyst-ops
+    assert [c[0] for c in commands] == [BIN] * 9, commands  # every job runs the installed catalyst-ops
     assert [next(w for w in c[1:] if not w.startswith("-") and not w.startswith("/")) for c in commands] == [
-        "health", "market-open", "scan", "scan", "market-close", "backup", "weekly-maintenance", "rotate-logs"]
+        "health", "market-open", "scan", "scan", "market-close", "backup", "weekly-maintenance", "rotate-logs", "report"]
     validation = host.file("/etc/cron.d/catalyst-validation").content_string
     assert f"{BIN} sample-resources" in validation and f"{BIN} report daily --save --mail" in validation
     # Debian's cron reports a file it rejects only in its log: restart it and read what it said
