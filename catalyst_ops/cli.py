@@ -30,7 +30,7 @@ class _Parser(argparse.ArgumentParser):
 # of them builds only that module's parsers: importing and building all sixty-odd subparsers costs
 # more CPU than a skipped market job itself. tests/test_cli_fast.py keeps this table honest.
 FAST = {"health": "status", "market-open": "market", "scan": "market", "market-close": "market",
-        "backup": "backup", "weekly-maintenance": "maintenance", "rotate-logs": "maintenance", "monitor": "monitor"}
+        "backup": "backup", "report": "report", "weekly-maintenance": "maintenance", "rotate-logs": "maintenance", "monitor": "monitor"}
 _GLOBAL_WITH_VALUE = ("--config", "--now")
 
 
