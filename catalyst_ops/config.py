@@ -309,6 +309,10 @@ class RetentionConfig:
     job_runs_days: int = field(default=90, **_meta(min=1))
     health_days: int = field(default=30, **_meta(min=1))
     logs_days: int = field(default=30, **_meta(min=1))
+    # the monitor sweeps every alerts.interval (30 s): ten times the health job's rows; its per-service
+    # checks are kept this long (its sweep rows, the evidence that it ran, for health_days)
+    monitor_checks_days: int = field(default=3, **_meta(min=1))
+    compact: bool = True  # VACUUM the state DB after pruning when a tenth or more of it is free pages
 
 
 @dataclass

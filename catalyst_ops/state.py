@@ -63,6 +63,8 @@ CREATE TABLE IF NOT EXISTS health_checks (
     detail TEXT
 );
 CREATE INDEX IF NOT EXISTS health_checks_service ON health_checks(service, checked_at);
+-- the daily report's timeline and counts read every service's checks of a day by time
+CREATE INDEX IF NOT EXISTS health_checks_checked ON health_checks(checked_at);
 
 -- the latest known state of each service and its run of consecutive failures
 CREATE TABLE IF NOT EXISTS service_state (
