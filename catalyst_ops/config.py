@@ -319,6 +319,10 @@ class RetentionConfig:
     logs_days: int = field(default=30, **_meta(min=1))
     # backups of the .env (and of trading.risk_file) kept beside it by mode, ramp and emergency stop
     env_backups: int = field(default=10, **_meta(min=1, max=1000))
+    # the monitor sweeps every alerts.interval (30 s): ten times the health job's rows; its per-service
+    # checks are kept this long (its sweep rows, the evidence that it ran, for health_days)
+    monitor_checks_days: int = field(default=3, **_meta(min=1))
+    compact: bool = True  # VACUUM the state DB after pruning when a tenth or more of it is free pages
 
 
 @dataclass

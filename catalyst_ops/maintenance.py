@@ -57,18 +57,27 @@ def backup(cfg, args, dry_run: bool = False) -> dict:
 
 
 def prune(cfg, db, dry_run: bool = False) -> dict:
-    """Delete job runs, health history and log files past retention."""
+    """Delete job runs, health history, samples and log files past retention; compact the state DB."""
+    from catalyst_ops import resources
+
+    resources.ensure_schema(db)
     now = clock.timestamp()
     r = cfg.retention
     jobs_cut = now - r.job_runs_days * 86400
     health_cut = now - r.health_days * 86400
     logs_cut = now - r.logs_days * 86400
+    monitor_cut = now - min(r.monitor_checks_days, r.health_days) * 86400
+    monitor_sweeps = "SELECT id FROM health_sweeps WHERE source='monitor' AND started_at<? AND started_at>=?"
+    samples = ("resource_samples", "db_connection_samples", "heartbeat_observations")
     counts = {}
     if dry_run:
         counts["job_runs"] = db.one("SELECT COUNT(*) AS n FROM job_runs WHERE started_at<? AND status!='running'",
                                     (jobs_cut,))["n"]
         counts["health_checks"] = db.one("SELECT COUNT(*) AS n FROM health_checks WHERE checked_at<?", (health_cut,))["n"]
         counts["health_sweeps"] = db.one("SELECT COUNT(*) AS n FROM health_sweeps WHERE started_at<?", (health_cut,))["n"]
+        counts["monitor_checks"] = db.one(f"SELECT COUNT(*) AS n FROM health_checks WHERE checked_at>=? AND sweep_id IN "
+                                          f"({monitor_sweeps})", (health_cut, monitor_cut, health_cut))["n"]
+        counts["samples"] = sum(db.one(f"SELECT COUNT(*) AS n FROM {t} WHERE at<?", (health_cut,))["n"] for t in samples)
     else:
         with db.transaction() as conn:
             counts["job_runs"] = conn.execute("DELETE FROM job_runs WHERE started_at<? AND status!='running'",
@@ -77,6 +86,11 @@ def prune(cfg, db, dry_run: bool = False) -> dict:
             counts["health_sweeps"] = conn.execute(
                 "DELETE FROM health_sweeps WHERE started_at<? AND id NOT IN (SELECT sweep_id FROM health_checks"
                 " WHERE sweep_id IS NOT NULL)", (health_cut,)).rowcount
+            counts["monitor_checks"] = conn.execute(
+                f"DELETE FROM health_checks WHERE checked_at>=? AND sweep_id IN ({monitor_sweeps})",
+                (health_cut, monitor_cut, health_cut)).rowcount
+            counts["samples"] = sum(conn.execute(f"DELETE FROM {t} WHERE at<?", (health_cut,)).rowcount for t in samples)
+    compacted = _compact(db) if r.compact and not dry_run else ""
     files, size = [], 0
     try:
         entries = list(os.scandir(cfg.log_dir))
@@ -99,12 +113,36 @@ def prune(cfg, db, dry_run: bool = False) -> dict:
                 return _step("prune", False, "failed", f"{e.path}: cannot delete: {exc.strerror}", PROBLEM)
     verb = "would delete" if dry_run else "deleted"
     detail = (f"{verb} {counts['job_runs']} job runs older than {r.job_runs_days} d, {counts['health_checks']} health "
-              f"checks and {counts['health_sweeps']} sweeps older than {r.health_days} d, {len(files)} log files older "
-              f"than {r.logs_days} d ({size} bytes)")
+              f"checks, {counts['health_sweeps']} sweeps and {counts['samples']} resource samples older than "
+              f"{r.health_days} d, {counts['monitor_checks']} monitor checks older than {r.monitor_checks_days} d, "
+              f"{len(files)} log files older than {r.logs_days} d ({size} bytes){compacted}")
     step = _step("prune", True, "dry_run" if dry_run else "ok", detail)
     step["counts"] = {**counts, "log_files": len(files)}
     step["log_files"] = sorted(files)
     return step
+
+
+def _db_bytes(path: str) -> int:
+    return sum(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))
+
+
+def _compact(db) -> str:
+    """VACUUM when a tenth or more of the file is free pages (deleted rows do not shrink it), then
+    truncate the WAL and refresh the planner's statistics. Writers wait (busy_timeout) meanwhile."""
+    pages = db.one("PRAGMA page_count")[0]
+    free = db.one("PRAGMA freelist_count")[0]
+    if not pages or free * 10 < pages:
+        db.execute("PRAGMA optimize")
+        return ""
+    before = _db_bytes(db.path)
+    try:
+        db.execute("VACUUM")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        db.execute("PRAGMA optimize")
+    except Exception as exc:  # e.g. the disk too full for the copy VACUUM makes: the prune itself stands
+        log.warning("state DB not compacted: %s", exc)
+        return f"; not compacted: {exc}"
+    return f"; state DB compacted from {before / 2**20:.1f} to {_db_bytes(db.path) / 2**20:.1f} MiB"
 
 
 def restart(cfg, db, dry_run: bool = False) -> dict:

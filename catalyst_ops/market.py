@@ -10,7 +10,9 @@ one clock, whether this firing acts:
   `market.late_tolerance_minutes`. A host whose clock or zone is off by an hour therefore
   skips instead of trading at the wrong time, and the skip is alerted;
 - already done for this session and kind (market_actions): skip. The claim is an INSERT
-  inside BEGIN IMMEDIATE, so two firings at once cannot both act.
+  inside BEGIN IMMEDIATE, so two firings at once cannot both act. A claim left `running` by a
+  process that was killed (its pid, boot id and start time no longer match a live process) is
+  taken over by the next firing, which records that it did and acts once.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 
-from catalyst_ops import alerts, clock, workflow
+from catalyst_ops import alerts, clock, proclive, state, workflow
 from catalyst_ops.httpjson import NoAnswer
 from catalyst_ops.errors import CANNOT_RUN, OK, PROBLEM, USAGE, CannotRun, OpsError
 
@@ -117,18 +119,66 @@ def decide(cfg, cal, kind: str, now: datetime, slot: str | None = None) -> Decis
 # ---------------------------------------------------------------------------- claims
 
 
-def claim(db, session_date: str, kind: str, job_run_id: int | None, force: bool = False) -> tuple[bool, dict | None]:
-    """Atomically take (session_date, kind). Returns (claimed, previous row)."""
+def claim(db, session_date: str, kind: str, job_run_id: int | None,
+          force: bool = False) -> tuple[bool, dict | None, dict | None]:
+    """Atomically take (session_date, kind). Returns (claimed, previous row, reclaim).
+
+    The claim records its holder (pid, boot id, start time). A row left `running` by a holder that
+    is provably dead (killed after claiming) is taken over inside the same transaction, so of two
+    firings only one takes it; `reclaim` then says from whom and why. A live holder keeps it."""
+    holder = proclive.me()
+    reclaim = None
     with db.transaction() as conn:
         row = conn.execute("SELECT * FROM market_actions WHERE session_date=? AND kind=?", (session_date, kind)).fetchone()
         prev = dict(row) if row else None
         if prev and not force and prev["outcome"] not in RECLAIMABLE:
-            return False, prev
-        conn.execute("INSERT INTO market_actions(session_date, kind, acted_at, job_run_id, outcome, detail)"
-                     " VALUES (?,?,?,?,'running',NULL) ON CONFLICT(session_date, kind) DO UPDATE SET"
-                     " acted_at=excluded.acted_at, job_run_id=excluded.job_run_id, outcome='running', detail=NULL",
-                     (session_date, kind, clock.timestamp(), job_run_id))
-    return True, prev
+            if prev["outcome"] != "running":
+                return False, prev, None
+            old = _holder(conn, prev)
+            why = proclive.dead_reason(old)
+            if why is None:
+                return False, prev, None
+            reclaim = {"holder": old.as_dict(), "job_run_id": prev["job_run_id"], "claimed_at": prev["acted_at"],
+                       "reason": why}
+        conn.execute("INSERT INTO market_actions(session_date, kind, acted_at, job_run_id, outcome, detail,"
+                     " holder_pid, holder_boot_id, holder_start_time)"
+                     " VALUES (?,?,?,?,'running',NULL,?,?,?) ON CONFLICT(session_date, kind) DO UPDATE SET"
+                     " acted_at=excluded.acted_at, job_run_id=excluded.job_run_id, outcome='running', detail=NULL,"
+                     " holder_pid=excluded.holder_pid, holder_boot_id=excluded.holder_boot_id,"
+                     " holder_start_time=excluded.holder_start_time",
+                     (session_date, kind, clock.timestamp(), job_run_id, holder.pid, holder.boot_id, holder.start_time))
+        if reclaim is not None:
+            summary = (f"killed while holding the {kind} claim of session {session_date} ({reclaim['reason']}); "
+                       f"taken over by run {job_run_id} (pid {holder.pid})")
+            if prev["job_run_id"] is not None:
+                # the dead run never recorded its end: it crashed, and validate/metrics count it so
+                conn.execute("UPDATE job_runs SET status='crashed', ended_at=?, summary=? WHERE id=? AND status='running'",
+                             (clock.timestamp(), summary, prev["job_run_id"]))
+            conn.execute("INSERT INTO events(at, kind, actor, detail) VALUES (?,?,?,?)",
+                         (clock.timestamp(), "market-reclaim", state.actor(),
+                          json.dumps({"kind": kind, "session_date": session_date, "by_job_run_id": job_run_id,
+                                      "by_pid": holder.pid, **reclaim}, sort_keys=True)))
+    return True, prev, reclaim
+
+
+def _holder(conn, row: dict) -> proclive.Holder:
+    """The claim's holder; a row written before holders were recorded: the pid of its job run (no
+    boot id or start time, so only a pid that no longer exists proves it dead)."""
+    if row.get("holder_pid"):
+        return proclive.Holder(int(row["holder_pid"]), row.get("holder_boot_id"), row.get("holder_start_time"))
+    if row.get("job_run_id") is not None:
+        run = conn.execute("SELECT pid FROM job_runs WHERE id=?", (row["job_run_id"],)).fetchone()
+        if run is not None and run["pid"]:
+            return proclive.Holder(int(run["pid"]))
+    return proclive.Holder(None)
+
+
+def _reclaim_note(reclaim: dict | None) -> str:
+    if not reclaim:
+        return ""
+    h = reclaim["holder"]
+    return (f"reclaimed the session's claim from run {reclaim['job_run_id']} (pid {h['pid']}), which was killed "
+            f"after claiming: {reclaim['reason']}; ")
 
 
 def settle(db, session_date: str, kind: str, outcome: str, detail: dict) -> None:
@@ -183,26 +233,40 @@ def run(cfg, db, kind: str, *, slot: str | None = None, dry_run: bool = False, f
             else ("would build the daily trading report from the trading database and the broker, store it "
                   "(txt, json, html) and mail it" + (", and fetch the reporting service's daily report"
                                                      if reporting_service_enabled(cfg) else ""))
-        done = db.one("SELECT outcome FROM market_actions WHERE session_date=? AND kind=?", (d.session_date, kind))
+        done = db.one("SELECT * FROM market_actions WHERE session_date=? AND kind=?", (d.session_date, kind))
         if done and done["outcome"] not in RECLAIMABLE and not force:
-            what = f"already done this session ({done['outcome']}): would skip"
+            why = proclive.dead_reason(_holder(db.conn, dict(done))) if done["outcome"] == "running" else None
+            if why is None:
+                what = f"already done this session ({done['outcome']}): would skip"
+            else:
+                what = f"would reclaim the claim of a killed run ({why}) and act: {what}"
         return Outcome(kind, OK, "ok", "dry_run", f"{d.reason}; {what}", d.session_date, {"session": d.session})
-    claimed, prev = claim(db, d.session_date, kind, _current_run_id(db, job or kind), force)
+    claimed, prev, reclaim = claim(db, d.session_date, kind, _current_run_id(db, job or kind), force)
     if not claimed:
         when = datetime.fromtimestamp(prev["acted_at"], cal.tz).strftime("%H:%M:%S %Z")
+        held = f", held by live pid {prev['holder_pid']}" if prev["outcome"] == "running" and prev.get("holder_pid") else ""
         return Outcome(kind, OK, "skipped", "already_done",
-                       f"already acted for session {d.session_date} at {when} (outcome {prev['outcome']}): skipped",
+                       f"already acted for session {d.session_date} at {when} (outcome {prev['outcome']}{held}): skipped",
                        d.session_date, {"previous": prev})
     if force and prev:
         db.record_event("market-force", {"kind": kind, "session_date": d.session_date, "previous": prev["outcome"]})
+    if reclaim:
+        log.warning("%s: %s", kind, _reclaim_note(reclaim).rstrip("; "))
+        alerts.enqueue(db, "warning", f"market:{kind}:reclaim",
+                       f"{kind} was killed after claiming its session; the next firing acts ({d.session_date})",
+                       f"{_reclaim_note(reclaim)}this firing acts instead. Look in the journal for what killed it "
+                       f"(OOM killer, reboot, an operator).")
     try:
         if kind == CLOSE:
             out = _close(cfg, db, d)
         else:
             out = _cycle(cfg, db, kind, d, body, deadline, prev)
     except BaseException as exc:
-        settle(db, d.session_date, kind, "error", {"error": f"{exc.__class__.__name__}: {exc}"})
+        settle(db, d.session_date, kind, "error", {"error": f"{exc.__class__.__name__}: {exc}", "reclaimed": reclaim})
         raise
+    if reclaim:
+        out.message = _reclaim_note(reclaim) + out.message
+        out.data["reclaimed"] = reclaim
     settle(db, d.session_date, kind, out.outcome, {"message": out.message, **out.data})
     return out
 
@@ -220,7 +284,7 @@ def _halted_open_check(cfg, db, out: Outcome, job: str | None) -> Outcome:
     if not d.act:
         return Outcome(OPEN, OK, "skipped", "halted", f"{out.message}; the flat check of the emergency stop's queued "
                        f"closes waits for the open ({d.reason})", d.session_date)
-    claimed, _ = claim(db, d.session_date, "flat-check", _current_run_id(db, job or OPEN))
+    claimed, _, _ = claim(db, d.session_date, "flat-check", _current_run_id(db, job or OPEN))
     if not claimed:
         return Outcome(OPEN, OK, "skipped", "halted", f"{out.message}; flat check already done this session",
                        d.session_date)

@@ -6,6 +6,8 @@ even after SIGKILL, continues where it was. The passes run in a worker thread; t
 only waits for a signal, so SIGTERM ends the process within a second even while a sweep is
 waiting on a hung service (an unfinished pass is abandoned; its DB writes are transactions).
 The monitor does not restart services: that stays with the cron health job (bounded restarts).
+Under systemd the loop thread itself tells the watchdog it is alive (sdnotify), so a loop that
+hangs is restarted, while the main thread, which never hangs, stays silent.
 """
 
 from __future__ import annotations
@@ -68,18 +70,37 @@ class Monitor:
         return summary
 
     def loop(self) -> None:
+        from catalyst_ops import sdnotify
+
         interval = self.cfg.alerts.interval
+        wd = sdnotify.watchdog_seconds()
+        # beat at least twice per watchdog period while waiting between passes; a pass itself must
+        # end inside the period (every call in it has a timeout), else systemd restarts the monitor
+        beat = min(interval, wd / 2) if wd else interval
         try:
+            sdnotify.notify("READY=1", "WATCHDOG=1", f"STATUS=sweeping every {interval:g}s")
             while not self.stop.is_set():
                 t0 = time.monotonic()
+                status = ""
                 try:
-                    self.one_pass()
+                    s = self.one_pass()
+                    if s:
+                        status = (f"sweep {s['pass']}: " + (f"failed: {', '.join(s['failed'])}" if s["failed"]
+                                                             else "all up") + f"; {s['pending']} alert(s) pending")
                 except Exception as exc:  # a DB hiccup: log, wait an interval, try again
                     from catalyst_ops import log as oplog
 
                     log.error("sweep failed: %s: %s", exc.__class__.__name__, oplog.redact(str(exc)))
+                    status = f"sweep failed: {exc.__class__.__name__}"
+                # only this thread beats, and only between passes: a pass that hangs stops the beat
+                sdnotify.notify("WATCHDOG=1", *([f"STATUS={status}"] if status else []))
                 # the interval is from start to start; a slow sweep is not followed by a full wait
-                self.stop.wait(max(0.0, interval - (time.monotonic() - t0)))
+                while not self.stop.is_set():
+                    left = interval - (time.monotonic() - t0)
+                    if left <= 0 or self.stop.wait(min(left, beat)):
+                        break
+                    sdnotify.notify("WATCHDOG=1")
+            sdnotify.notify("STOPPING=1")
         except BaseException as exc:  # pragma: no cover - surfaced by run()
             self.error = exc
 

@@ -63,6 +63,8 @@ CREATE TABLE IF NOT EXISTS health_checks (
     detail TEXT
 );
 CREATE INDEX IF NOT EXISTS health_checks_service ON health_checks(service, checked_at);
+-- the daily report's timeline and counts read every service's checks of a day by time
+CREATE INDEX IF NOT EXISTS health_checks_checked ON health_checks(checked_at);
 
 -- the latest known state of each service and its run of consecutive failures
 CREATE TABLE IF NOT EXISTS service_state (
@@ -117,6 +119,9 @@ CREATE TABLE IF NOT EXISTS market_actions (
     job_run_id INTEGER,
     outcome TEXT,
     detail TEXT,
+    holder_pid INTEGER,                       -- who holds a 'running' claim: pid, boot id and start
+    holder_boot_id TEXT,                      -- time (/proc/PID/stat field 22), so a later firing can
+    holder_start_time INTEGER,                -- prove it dead and take the claim over
     PRIMARY KEY (session_date, kind)
 );
 
@@ -219,6 +224,7 @@ class StateDB:
                 self.conn.execute("PRAGMA journal_mode=WAL")
                 self.conn.execute("PRAGMA synchronous=NORMAL")
                 self.conn.executescript(SCHEMA)
+                self._add_columns()
                 break
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) or time.monotonic() > deadline:
@@ -226,6 +232,22 @@ class StateDB:
                 time.sleep(0.05)
             except sqlite3.Error as exc:
                 raise CannotRun(f"{self.path}: cannot open the state database: {exc}")
+
+    # columns added after a table first shipped: (table, column, type), added to older state DBs
+    ADDED_COLUMNS = (("market_actions", "holder_pid", "INTEGER"), ("market_actions", "holder_boot_id", "TEXT"),
+                     ("market_actions", "holder_start_time", "INTEGER"))
+
+    def _add_columns(self) -> None:
+        have: dict[str, set] = {}
+        for table, col, ddl in self.ADDED_COLUMNS:
+            if table not in have:
+                have[table] = {r["name"] for r in self.conn.execute(f"PRAGMA table_info({table})")}
+            if col not in have[table]:
+                try:
+                    self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {col} {ddl}")
+                except sqlite3.OperationalError as exc:  # another process added it meanwhile
+                    if "duplicate column" not in str(exc):
+                        raise
 
     def close(self) -> None:
         self.conn.close()

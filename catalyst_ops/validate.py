@@ -105,13 +105,20 @@ def service_uptime(cfg, db, w: Window) -> Criterion:
     anchor_max = cfg.validation.health_interval_minutes * 60 * 1.5
     rows_out, details, never = [], [], []
     for svc in cfg.enabled_services():
-        points = [(r["checked_at"], r["state"]) for r in db.query(
-            "SELECT checked_at, state FROM health_checks WHERE service=? AND checked_at>=? AND checked_at<=? ORDER BY checked_at",
-            (svc, w.start, w.end))]
+        # only the checks where the state changed (a state holds until the next check, so the runs of
+        # equal states add up the same): a month of 30-second monitor sweeps stays a few rows in Python
+        rows = db.query(
+            "SELECT checked_at, state, n FROM (SELECT checked_at, state, COUNT(*) OVER () AS n,"
+            " LAG(state) OVER (ORDER BY checked_at, id) AS prev FROM health_checks"
+            " WHERE service=? AND checked_at>=? AND checked_at<=?) WHERE prev IS NULL OR prev != state"
+            " ORDER BY checked_at", (svc, w.start, w.end))
+        points = [(r["checked_at"], r["state"]) for r in rows]
+        n_checks = rows[0]["n"] if rows else 0
         before = db.one("SELECT checked_at, state FROM health_checks WHERE service=? AND checked_at<? ORDER BY checked_at DESC LIMIT 1",
                         (svc, w.start))
         if before is not None and w.start - before["checked_at"] <= anchor_max:
             points.insert(0, (w.start, before["state"]))
+            n_checks += 1
         if not points:
             never.append(svc)
             rows_out.append({"service": svc, "uptime_percent": None, "checks": 0, "up_seconds": 0, "down_seconds": 0,
@@ -141,7 +148,7 @@ def service_uptime(cfg, db, w: Window) -> Criterion:
             g["minutes"] = round((g["end"] - g["start"]) / 60, 1)
             details.append(f"{svc} down {w.span(g['start'], g['end'])} ({_minutes(g['end'] - g['start'])}, "
                            f"{'/'.join(g['states'])})" + (" - still down" if g["end"] >= w.end else ""))
-        rows_out.append({"service": svc, "uptime_percent": pct, "checks": len(points), "up_seconds": round(up),
+        rows_out.append({"service": svc, "uptime_percent": pct, "checks": n_checks, "up_seconds": round(up),
                          "down_seconds": round(down), "degraded_seconds": round(degraded), "gaps": gaps})
     details += [f"{svc}: no health check recorded in the window" for svc in never]
     bad = [r for r in rows_out if r["gaps"] or r["uptime_percent"] is None]

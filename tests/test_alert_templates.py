@@ -35,8 +35,12 @@ def test_monitor_unit_is_hardened_and_runs_the_monitor():
                        "PrivateTmp": "yes", "KillSignal": "SIGTERM"}.items():
         assert d[key] == [value], key
     assert d["ReadWritePaths"] == ["/var/lib/catalyst /var/log/catalyst"]
-    d = _directives(render("catalyst-monitor.service.j2", catalyst_state_dir="/srv/state", catalyst_log_dir="/srv/log"))
+    # a hung loop is restarted too: the loop notifies systemd, which restarts it when the beat stops
+    assert (d["Type"], d["NotifyAccess"], d["WatchdogSec"]) == (["notify"], ["main"], ["120"])
+    d = _directives(render("catalyst-monitor.service.j2", catalyst_state_dir="/srv/state", catalyst_log_dir="/srv/log",
+                           catalyst_monitor_watchdog_sec=45))
     assert d["ReadWritePaths"] == ["/srv/state /srv/log"]
+    assert d["WatchdogSec"] == ["45"]
 
 
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is not installed on this machine")

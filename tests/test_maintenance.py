@@ -70,7 +70,7 @@ def test_prune_past_retention(tmp_path):
     dry = run_cli("weekly-maintenance", "--skip", "backup", "--skip", "restart", "--dry-run", "--json", config=cfg)
     assert dry.code == 0, dry.text
     assert json.loads(dry.out)["steps"][0]["counts"] == {"job_runs": 2, "health_checks": 1, "health_sweeps": 1,
-                                                         "log_files": 4}
+                                                         "monitor_checks": 0, "samples": 0, "log_files": 4}
     assert len(os.listdir(log_dir)) == 7
     res = run_cli("weekly-maintenance", "--skip", "backup", "--skip", "restart", "--json", config=cfg)
     assert res.code == 0, res.text
@@ -126,3 +126,45 @@ def test_rotate_logs_runs_logrotate(tmp_path):
     conf.write_text(f"{tmp_path}/no-such-dir/*.log {{\n  rotate 1\n}}\n")  # no missingok: an error
     broken = run_cli("rotate-logs", "--logrotate-config", conf, "--state", state, config=cfg)
     assert broken.code == 1 and "logrotate exit" in broken.text
+
+
+def test_prune_thins_the_monitors_checks_and_samples_then_compacts(tmp_path):
+    """The monitor sweeps every 30 s: its per-service checks go after retention.monitor_checks_days
+    (its sweep rows stay, the health job's checks stay for health_days); samples follow health_days;
+    the file shrinks (VACUUM) once enough of it is free."""
+    from catalyst_ops.resources import SCHEMA
+    from catalyst_ops.state import StateDB
+
+    cfg = tmp_path / "ops.yml"
+    cfg.write_text(f"state_path: {tmp_path / 'state.db'}\nlog_dir: {tmp_path / 'log'}\n"
+                   "retention: {health_days: 10, monitor_checks_days: 2}\n")
+    now, day = time.time(), 86400
+    db = StateDB(tmp_path / "state.db")
+    db.ensure_schema(SCHEMA)
+    with db.transaction() as conn:
+        for age in (1, 5, 20):
+            for source in ("monitor", "health"):
+                for i in range(300):
+                    at = now - age * day + i
+                    sid = conn.execute("INSERT INTO health_sweeps(started_at, source) VALUES (?, ?)", (at, source)).lastrowid
+                    conn.executemany("INSERT INTO health_checks(sweep_id, service, checked_at, state, detail) VALUES (?,?,?,?,?)",
+                                     [(sid, s, at, "healthy", "x" * 200) for s in ("news", "scanner", "trading")])
+            conn.execute("INSERT INTO resource_samples(at, source, detail) VALUES (?, 'proc', '{}')", (now - age * day,))
+    db.close()
+    before = os.path.getsize(tmp_path / "state.db")
+    dry = run_cli("weekly-maintenance", "--skip", "backup", "--skip", "restart", "--dry-run", "--json", config=cfg)
+    counts = json.loads(dry.out)["steps"][0]["counts"]
+    assert (counts["monitor_checks"], counts["health_checks"], counts["samples"]) == (900, 1800, 1)
+    res = run_cli("weekly-maintenance", "--skip", "backup", "--skip", "restart", "--json", config=cfg)
+    assert res.code == 0, res.text
+    assert "compacted" in json.loads(res.out)["steps"][0]["detail"]
+    conn = sqlite3.connect(tmp_path / "state.db")
+    left = conn.execute("SELECT s.source, CAST(ROUND(($1 - c.checked_at) / 86400) AS INT) AS age, COUNT(*)"
+                        " FROM health_checks c JOIN health_sweeps s ON s.id = c.sweep_id GROUP BY 1, 2 ORDER BY 1, 2",
+                        (now,)).fetchall()
+    assert left == [("health", 1, 900), ("health", 5, 900), ("monitor", 1, 900)]
+    # the monitor's sweep rows stay as evidence that it ran; those past health_days go
+    assert conn.execute("SELECT COUNT(*) FROM health_sweeps WHERE source='monitor'").fetchone()[0] == 600
+    assert conn.execute("SELECT COUNT(*) FROM resource_samples").fetchone()[0] == 2
+    conn.close()
+    assert os.path.getsize(tmp_path / "state.db") < before * 0.7  # deleted rows alone never shrink the file

@@ -352,3 +352,112 @@ def test_scan_409_is_covered_and_scan_failure_is_a_warning(real):
     assert res.code == 1, res.text
     assert [a["severity"] for a in alerts(real)] == ["critical", "warning"]
     assert action(real, "2026-11-24", "scan-13:00")["outcome"] == "failed"
+
+
+# ------------------------------------------------------------------ a claim left by a killed run
+
+
+def _wait_for_claim(standin, pid: int, timeout: float = 30) -> sqlite3.Row:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            row = action(standin, "2026-11-24", "market-open")
+        except sqlite3.OperationalError:  # the process has not made the schema yet
+            row = None
+        if row is not None and row["outcome"] == "running" and row["holder_pid"] == pid:
+            return row
+        time.sleep(0.05)
+    raise AssertionError("market-open never claimed its session")
+
+
+def test_market_open_killed_after_its_claim_is_reclaimed_once(real):
+    import os
+    import signal
+
+    from tests.conftest import REPO
+
+    # the workflow hangs, so market-open stays right after its claim (reading the workflow's status)
+    real.fault("workflow", "hung")
+    env = {k: v for k, v in os.environ.items() if k not in ("CATALYST_OPS_CONFIG", "CATALYST_OPS_NOW")}
+    first = subprocess.Popen([sys.executable, "-m", "catalyst_ops", "--config", str(real.config), "--now",
+                              TUESDAY_OPEN, "market-open"], cwd=REPO, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        claim_row = _wait_for_claim(real, first.pid)
+        with open("/proc/sys/kernel/random/boot_id") as fh:
+            assert claim_row["holder_boot_id"] == fh.read().strip()
+        with open(f"/proc/{first.pid}/stat") as fh:
+            assert claim_row["holder_start_time"] == int(fh.read().rsplit(")", 1)[1].split()[19])
+        # a live holder is never reclaimed
+        busy = real.cli("--now", "2026-11-24T09:31:00-05:00", "market-open")
+        assert busy.code == 0 and "already acted" in busy.out and f"live pid {first.pid}" in busy.out, busy.text
+        assert first.poll() is None
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    assert action(real, "2026-11-24", "market-open")["outcome"] == "running"  # what a killed run leaves behind
+    real.fault("workflow", "clear")
+    assert starts(real) == []
+    res = real.cli("--now", "2026-11-24T09:32:00-05:00", "market-open", "--json")
+    assert res.code == 0, res.text
+    out = json.loads(res.out)
+    assert out["outcome"] == "completed"
+    assert out["reclaimed"]["holder"]["pid"] == first.pid
+    assert f"pid {first.pid} no longer exists" in out["message"]
+    assert len(starts(real)) == 1  # acted once
+    row = action(real, "2026-11-24", "market-open")
+    assert row["outcome"] == "completed" and row["holder_pid"] != first.pid
+    # recorded: the event, the killed run marked crashed, the run that took over, one warning
+    [ev] = db(real).execute("SELECT * FROM events WHERE kind='market-reclaim'").fetchall()
+    detail = json.loads(ev["detail"])
+    assert detail["holder"]["pid"] == first.pid and detail["session_date"] == "2026-11-24"
+    runs = db(real).execute("SELECT * FROM job_runs WHERE job='market-open' ORDER BY id").fetchall()
+    assert [r["status"] for r in runs] == ["crashed", "skipped", "ok"]
+    assert runs[0]["pid"] == first.pid and "killed while holding" in runs[0]["summary"]
+    assert "reclaimed" in runs[2]["summary"]
+    assert [(a["severity"], a["subject_key"]) for a in alerts(real)] == [("warning", "market:market-open:reclaim")]
+    # and nothing more: the next firing finds it done
+    again = real.cli("--now", "2026-11-24T09:33:00-05:00", "market-open")
+    assert again.code == 0 and "already acted" in again.out
+    assert len(starts(real)) == 1
+
+
+def test_claim_holder_proven_dead_by_start_time_or_boot_id_not_by_pid_alone(tmp_path):
+    """A claim whose pid now belongs to another live process, or that was taken before a reboot, is
+    dead; the same pid, boot id and start time is alive and keeps its claim."""
+    import os
+
+    from catalyst_ops import market, proclive
+    from catalyst_ops.state import StateDB
+
+    sdb = StateDB(tmp_path / "state.db")
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        alive = proclive.Holder(other.pid, proclive.boot_id(), proclive.start_time(other.pid))
+        cases = {"alive": alive,
+                 "reused": proclive.Holder(other.pid, alive.boot_id, alive.start_time - 1),
+                 "rebooted": proclive.Holder(other.pid, "00000000-0000-0000-0000-000000000000", alive.start_time)}
+        for day, (name, h) in enumerate(cases.items(), start=1):
+            sdb.execute("INSERT INTO market_actions(session_date, kind, acted_at, outcome, holder_pid, holder_boot_id,"
+                        " holder_start_time) VALUES (?,?,?,?,?,?,?)",
+                        (f"2026-11-0{day}", "market-open", 1.0, "running", h.pid, h.boot_id, h.start_time))
+            claimed, prev, reclaim = market.claim(sdb, f"2026-11-0{day}", "market-open", None)
+            if name == "alive":
+                assert not claimed and reclaim is None
+            else:
+                assert claimed and reclaim["holder"]["pid"] == other.pid, name
+                assert ("start time" if name == "reused" else "reboot") in reclaim["reason"]
+                row = sdb.one("SELECT * FROM market_actions WHERE session_date=?", (f"2026-11-0{day}",))
+                assert row["holder_pid"] == os.getpid() and row["outcome"] == "running"
+    finally:
+        other.kill()
+        other.wait()
+    assert len(sdb.query("SELECT * FROM events WHERE kind='market-reclaim'")) == 2
+    # a state DB from before holders were recorded: the claim's run's pid, only "gone" proves it dead
+    sdb.execute("INSERT INTO job_runs(id, job, started_at, status, pid) VALUES (7, 'market-open', 1.0, 'running', ?)",
+                (other.pid,))
+    sdb.execute("INSERT INTO market_actions(session_date, kind, acted_at, job_run_id, outcome) "
+                "VALUES ('2026-11-09', 'market-open', 1.0, 7, 'running')")
+    claimed, _, reclaim = market.claim(sdb, "2026-11-09", "market-open", None)
+    assert claimed and "no longer exists" in reclaim["reason"]
+    assert sdb.one("SELECT status FROM job_runs WHERE id=7")["status"] == "crashed"

@@ -203,3 +203,73 @@ def test_monitor_once_json_reports_the_pass(standin):
     # no SMTP configured: the alert waits in the outbox, nothing lost
     assert db(standin).execute("SELECT status FROM alerts").fetchall() == [("pending",)]
     assert db(standin).execute("SELECT name FROM heartbeats").fetchall() == [("monitor",)]
+
+
+def test_watchdog_notifications_come_from_the_loop_and_stop_when_it_hangs(standin, tmp_path):
+    """Under systemd (a real datagram socket as $NOTIFY_SOCKET, $WATCHDOG_USEC set): READY=1, then
+    WATCHDOG=1 while the loop runs; when a pass hangs (another process holds the state DB's write
+    lock) the beat stops although the process and its main thread live on; then it resumes."""
+    import socket
+
+    standin.append_config("alerts:\n  interval: 0.3\n")
+    sock_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    sock.settimeout(0.1)
+
+    def datagrams(seconds: float) -> list[str]:
+        got, end = [], time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                got.append(sock.recv(4096).decode())
+            except socket.timeout:
+                pass
+        return got
+
+    env = {k: v for k, v in os.environ.items() if k not in ("CATALYST_OPS_CONFIG", "CATALYST_OPS_NOW")}
+    env.update(NOTIFY_SOCKET=str(sock_path), WATCHDOG_USEC="1000000")  # 1 s: a beat at least every 0.3 s
+    log_path = tmp_path / "monitor.log"
+    p = subprocess.Popen([sys.executable, "-m", "catalyst_ops", "--config", str(standin.config), "monitor"],
+                         stdout=open(log_path, "ab"), stderr=subprocess.PIPE, env=env, cwd=REPO)
+    blocker = None
+    try:
+        first = datagrams(0.1)
+        deadline = time.monotonic() + 20
+        while not first and time.monotonic() < deadline:
+            first = datagrams(0.5)
+        assert first and first[0].splitlines()[0] == "READY=1", first
+        wait_until(lambda: sweeps(standin) >= 2)
+        beats = datagrams(2.0)
+        assert sum("WATCHDOG=1" in d for d in beats) >= 4, beats
+        assert any(d.startswith("WATCHDOG=1\nSTATUS=sweep ") for d in beats), beats
+        # hang the loop: hold the write lock, so its next pass waits on recording the sweep
+        blocker = sqlite3.connect(standin.state_db, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        datagrams(1.5)  # beats of the wait before that pass, and the pass reaching the lock
+        silent = datagrams(3.0)
+        assert p.poll() is None
+        assert not any("WATCHDOG=1" in d for d in silent), silent
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        blocker = None
+        resumed = datagrams(3.0)
+        assert sum("WATCHDOG=1" in d for d in resumed) >= 2, resumed
+    finally:
+        if blocker is not None:
+            blocker.close()
+        p.send_signal(signal.SIGTERM)
+        code = p.wait(10)
+        sock.close()
+    assert code == 0, p.stderr.read()
+
+
+def test_sdnotify_is_silent_outside_systemd(monkeypatch):
+    from catalyst_ops import sdnotify
+
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    monkeypatch.setenv("WATCHDOG_USEC", "5000000")
+    monkeypatch.setenv("WATCHDOG_PID", "1")  # meant for another process
+    assert sdnotify.notify("READY=1") is False
+    assert sdnotify.watchdog_seconds() is None
+    monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
+    assert sdnotify.watchdog_seconds() == 5.0

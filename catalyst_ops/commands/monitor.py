@@ -60,6 +60,10 @@ def run(ctx, args: argparse.Namespace) -> int:
     try:
         db.record_event("monitor-start", {"interval": cfg.alerts.interval}, "monitor")
         mon = Monitor(cfg, db)
+        import faulthandler
+
+        # the watchdog's SIGABRT then prints every thread's stack to the journal: where the loop hung
+        faulthandler.enable()
         code = mon.run()
         if mon.stop.is_set():
             import threading

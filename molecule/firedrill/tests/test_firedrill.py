@@ -14,6 +14,7 @@ import drill as d
 import pytest
 
 SCANNER, HUNG, SMTP_SVC, DEGRADED = "scanner", "technical", "news", "risk-manager"
+FROZEN_SVC = "pattern"  # degraded while the monitor is frozen
 
 
 # ------------------------------------------------------------------ helpers
@@ -378,6 +379,53 @@ def test_95_monitor_killed(drill):
         f"systemd restarted it (NRestarts={restarts})",
         "DEGRADED once, not resent; RECOVERED",
         f"{fmt_s(t_back - t0)} to the new monitor's heartbeat"))
+
+
+def test_95b_monitor_frozen(drill):
+    """SIGSTOP: the process lives, so Restart=always alone would never act. The sweep loop stops
+    beating, systemd's watchdog (WatchdogSec) aborts it and starts a new one, which raises the
+    condition that began while the old one was frozen: once, and mailed once. (Another service than
+    test_95's: its recovery a minute ago holds a new alert for it inside alerts.cooldown.)"""
+    dr = drill
+    unit = "catalyst-monitor.service"
+    watchdog = dr.droplet.sh(f"systemctl show -p WatchdogUSec --value {unit}").stdout.strip()
+    assert dr.droplet.sh(f"systemctl show -p Type --value {unit}").stdout.strip() == "notify"
+    first = max_alert_id(dr)
+    wait_outbox_empty(dr)
+    restarts_before = int(dr.droplet.sh(f"systemctl show -p NRestarts --value {unit}").stdout.strip() or 0)
+    old_pid = dr.droplet.unit_pid(unit)
+    assert old_pid > 0
+    t0 = time.monotonic()
+    dr.droplet.sh(f"kill -STOP {old_pid}")
+    # a new condition while nobody watches: only the next monitor can raise it
+    dr.droplet.sh(f"{d.OPS} sandbox fault {FROZEN_SVC} degraded --rundir {d.STANDIN_DIR}")
+    assert dr.droplet.unit_active(unit), "a frozen monitor still looks active to systemd until the watchdog fires"
+    new_pid = d.wait_until("the watchdog to restart the frozen monitor",
+                           lambda: (lambda p: p if p not in (0, old_pid) and dr.droplet.unit_active(unit) else 0)(
+                               dr.droplet.unit_pid(unit)), timeout=120)
+    t_restart = time.monotonic()
+    hb = d.wait_until("a heartbeat from the new monitor",
+                      lambda: dr.droplet.q("SELECT at, pid FROM heartbeats WHERE name='monitor' AND pid=?", (new_pid,)))
+    assert dr.droplet.sh(f"test -d /proc/{old_pid}", check=False).returncode != 0, "the frozen monitor is still there"
+    # nothing but the watchdog signals a stopped process here: the old pid gone and NRestarts +1 (below) prove it
+    journal = dr.droplet.sh(f"journalctl -u {unit} --no-pager -n 300 | grep -i watchdog | tail -n 3", check=False).stdout
+    d.REPORT.notes.append(f"monitor frozen: journal: {journal.strip() or '(no watchdog line found)'}")
+    degraded = wait_alert(dr, first, FROZEN_SVC, "degraded")
+    wait_mailed(dr, [degraded["id"]])
+    d.wait_until("three sweeps of the new monitor",
+                 lambda: dr.droplet.q("SELECT at FROM heartbeats WHERE name='monitor' AND at>=?", (hb[0]["at"] + 5.5,)))
+    assert len(service_alerts(alerts_after(dr, first), FROZEN_SVC, "degraded")) == 1
+    dr.droplet.sh(f"{d.OPS} sandbox fault {FROZEN_SVC} clear --rundir {d.STANDIN_DIR}")
+    recovered = wait_alert(dr, first, FROZEN_SVC, "recovered")
+    wait_mailed(dr, [recovered["id"]])
+    assert_each_once(dr, first)
+    restarts = int(dr.droplet.sh(f"systemctl show -p NRestarts --value {unit}").stdout.strip() or 0)
+    assert restarts == restarts_before + 1, (restarts_before, restarts)
+    d.REPORT.rows.append(d.Row(
+        f"monitor frozen (SIGSTOP), {FROZEN_SVC} degraded meanwhile", "real clock",
+        f"watchdog ({watchdog}) aborted it, systemd restarted it (NRestarts={restarts})",
+        "DEGRADED once (by the new monitor), RECOVERED",
+        f"{fmt_s(t_restart - t0)} to the restart, {fmt_s(time.monotonic() - t0)} to all-clear email"))
 
 
 def broker(dr) -> dict:
