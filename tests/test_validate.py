@@ -139,7 +139,7 @@ def test_bad_config_key_names_it(tmp_path):
     assert "validation.job_names.markt_open: unknown job kind" in res.err and "Traceback" not in res.err
     cfg = ops_yaml(tmp_path, tmp_path / "state.db", "validation: {backup_time: '11pm'}")
     res = run_cli("--now", NOW, "validate", config=cfg)
-    assert res.code == 2 and "validation.backup_time: expected HH:MM" in res.err
+    assert res.code == 2 and "validation.backup_time: expected a time HH:MM" in res.err
 
 
 def test_save_writes_report_and_record(tmp_path):
