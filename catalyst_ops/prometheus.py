@@ -56,6 +56,12 @@ def collect(cfg, db) -> str:
              [({"service": n}, states[n]["last_checked"]) for n in names if n in states])
     o.metric("catalyst_service_consecutive_failures", "gauge", "failed health checks in a row",
              [({"service": n}, states[n]["consecutive_failures"]) for n in names if n in states])
+    # restarts are never pruned, so the count only grows: a counter (rate() over it)
+    restarts = {r["service"]: r["n"] for r in db.query(
+        "SELECT service, COUNT(*) AS n FROM restarts WHERE planned=0 AND COALESCE(outcome, '')!='dry_run'"
+        " GROUP BY service")}
+    o.metric("catalyst_service_restarts_total", "counter", "unplanned restarts of the service by the health job",
+             [({"service": n}, restarts.get(n, 0)) for n in names])
 
     jobs = db.query("SELECT job, MAX(CASE WHEN status='ok' THEN COALESCE(ended_at, started_at) END) AS ok_at,"
                     " MAX(started_at) AS last_at FROM job_runs GROUP BY job ORDER BY job")
