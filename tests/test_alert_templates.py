@@ -35,6 +35,8 @@ def test_monitor_unit_is_hardened_and_runs_the_monitor():
                        "PrivateTmp": "yes", "KillSignal": "SIGTERM"}.items():
         assert d[key] == [value], key
     assert d["ReadWritePaths"] == ["/var/lib/catalyst /var/log/catalyst"]
+    # journalctl -t finds it by the job's name, whatever the unit is called
+    assert d["SyslogIdentifier"] == ["catalyst-ops-monitor"] and d["StandardError"] == ["journal"]
     d = _directives(render("catalyst-monitor.service.j2", catalyst_state_dir="/srv/state", catalyst_log_dir="/srv/log"))
     assert d["ReadWritePaths"] == ["/srv/state /srv/log"]
 
