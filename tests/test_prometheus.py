@@ -44,8 +44,8 @@ def test_textfile_parses_and_carries_the_state(tmp_path):
     backup_at = datetime(2026, 3, 10, 23, 0, 2, tzinfo=ET).timestamp() + 95
     assert abs(s[("catalyst_backup_last_success_timestamp_seconds", ())] - backup_at) < 1
     assert s[("catalyst_backup_last_size_bytes", ())] > 700_000_000 and s[("catalyst_backup_last_verified", ())] == 1
-    assert s[("catalyst_job_last_success_timestamp_seconds", (("job", "market-open"),))] > datetime(2026, 3, 11, 9, 30, tzinfo=ET).timestamp()
-    assert s[("catalyst_job_last_exit_code", (("job", "health"),))] == 1  # news was timing out at the last sweep
+    assert s[("catalyst_job_last_success_timestamp_seconds", (("job_name", "market-open"),))] > datetime(2026, 3, 11, 9, 30, tzinfo=ET).timestamp()
+    assert s[("catalyst_job_last_exit_code", (("job_name", "health"),))] == 1  # news was timing out at the last sweep
     assert abs(s[("catalyst_export_timestamp_seconds", ())] - END.timestamp()) < 30
 
 
@@ -102,6 +102,8 @@ def test_names_follow_prometheus_conventions(tmp_path):
             assert exposed.endswith("_bytes"), exposed
         for s in fam.samples:
             assert all(k == k.lower() and not k.startswith("__") for k in s.labels)
+            # the target labels Prometheus adds at scrape time would rename these to exported_*
+            assert not {"job", "instance"} & set(s.labels), (s.name, s.labels)
     s = _samples(text)
     assert s[("catalyst_service_restarts_total", (("service", "news"),))] == 2  # the planned one is not counted
     assert s[("catalyst_service_restarts_total", (("service", "scanner"),))] == 0
