@@ -1,7 +1,9 @@
 """Logging: one line per event with a UTC timestamp and the job's name, secrets redacted.
 
-Cron redirects each job's stderr to its own log file; the monitor's goes to journald.
-Every secret the program learns (SMTP password, broker keys, the database password)
+Cron redirects each job's stderr to its own log file; the monitor's goes to journald. When
+stderr is the journal's stream (systemd sets JOURNAL_STREAM to its device:inode), each line
+starts with the sd-daemon priority prefix ("<4>" for a warning), which journald turns into the
+entry's PRIORITY and strips; the unit's SyslogIdentifier names the job. Every secret the program learns (SMTP password, broker keys, the database password)
 is registered with `add_secret` and replaced by *** in every record.
 """
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import sys
 import time
 
@@ -40,6 +43,39 @@ class _Formatter(logging.Formatter):
         return redact(f"{ts} {_job} {record.levelname.lower()}: {msg}")
 
 
+# syslog priorities (sd-daemon(3)): journalctl -p warning shows warnings and worse
+_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
+
+
+def _priority(levelno: int) -> int:
+    for level in sorted(_PRIORITY, reverse=True):
+        if levelno >= level:
+            return _PRIORITY[level]
+    return 7
+
+
+class _JournalFormatter(_Formatter):
+    """One prefix per line: a traceback (at -v) spans lines, and journald reads each line as an entry."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = f"<{_priority(record.levelno)}>"
+        return "\n".join(prefix + line for line in super().format(record).split("\n"))
+
+
+def stderr_is_journal(stream=None) -> bool:
+    """True when `stream` (stderr) is the journal stream systemd connected, not a file or pipe a
+    child inherited JOURNAL_STREAM beside (cron's redirect to a log file, a test's pipe)."""
+    value = os.environ.get("JOURNAL_STREAM", "")
+    dev, _, ino = value.partition(":")
+    if not (dev.isdigit() and ino.isdigit()):
+        return False
+    try:
+        st = os.fstat((stream or sys.stderr).fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return (st.st_dev, st.st_ino) == (int(dev), int(ino))
+
+
 class _TailHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         _tail.append(self.format(record))
@@ -56,7 +92,7 @@ def setup(job: str | None = None, verbose: int = 0, quiet: bool = False) -> None
     fmt = _Formatter()
     stream = logging.StreamHandler(sys.stderr)
     stream.setLevel(level)
-    stream.setFormatter(fmt)
+    stream.setFormatter(_JournalFormatter() if stderr_is_journal() else fmt)
     root.addHandler(stream)
     tail = _TailHandler()
     tail.setLevel(logging.INFO)

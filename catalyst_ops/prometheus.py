@@ -56,18 +56,26 @@ def collect(cfg, db) -> str:
              [({"service": n}, states[n]["last_checked"]) for n in names if n in states])
     o.metric("catalyst_service_consecutive_failures", "gauge", "failed health checks in a row",
              [({"service": n}, states[n]["consecutive_failures"]) for n in names if n in states])
+    # restarts are never pruned, so the count only grows: a counter (rate() over it)
+    restarts = {r["service"]: r["n"] for r in db.query(
+        "SELECT service, COUNT(*) AS n FROM restarts WHERE planned=0 AND COALESCE(outcome, '')!='dry_run'"
+        " GROUP BY service")}
+    o.metric("catalyst_service_restarts_total", "counter", "unplanned restarts of the service by the health job",
+             [({"service": n}, restarts.get(n, 0)) for n in names])
 
     jobs = db.query("SELECT job, MAX(CASE WHEN status='ok' THEN COALESCE(ended_at, started_at) END) AS ok_at,"
                     " MAX(started_at) AS last_at FROM job_runs GROUP BY job ORDER BY job")
     last_exit = {r["job"]: r["exit_code"] for r in db.query(
         "SELECT j.job, j.exit_code FROM job_runs j JOIN (SELECT job, MAX(started_at) AS m FROM job_runs"
         " WHERE ended_at IS NOT NULL GROUP BY job) x ON x.job=j.job AND x.m=j.started_at")}
+    # job_name, not job: Prometheus gives every scraped series the target's job and instance labels
+    # (a series' own "job" would be renamed exported_job)
     o.metric("catalyst_job_last_success_timestamp_seconds", "gauge", "end of the last successful run of the job",
-             [({"job": r["job"]}, r["ok_at"]) for r in jobs if r["ok_at"] is not None])
+             [({"job_name": r["job"]}, r["ok_at"]) for r in jobs if r["ok_at"] is not None])
     o.metric("catalyst_job_last_run_timestamp_seconds", "gauge", "start of the last run of the job, whatever its outcome",
-             [({"job": r["job"]}, r["last_at"]) for r in jobs])
+             [({"job_name": r["job"]}, r["last_at"]) for r in jobs])
     o.metric("catalyst_job_last_exit_code", "gauge", "exit code of the last finished run (0 ok, 1 problem, 2 usage, 3 could not run)",
-             [({"job": j}, c) for j, c in sorted(last_exit.items()) if c is not None])
+             [({"job_name": j}, c) for j, c in sorted(last_exit.items()) if c is not None])
 
     b = db.one("SELECT * FROM backups WHERE status='ok' ORDER BY created_at DESC LIMIT 1")
     o.metric("catalyst_backup_last_success_timestamp_seconds", "gauge", "creation time of the newest successful backup",

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up this checkout on a fresh Debian 12 machine (as root, or with sudo available):
 #   scripts/setup.sh          the package and what running it needs
-#   scripts/setup.sh --test   plus everything the test suite needs (PostgreSQL, Redis, nsd, debootstrap,
+#   scripts/setup.sh --test   plus everything the test suite needs (PostgreSQL, Redis, nsd, promtool, debootstrap,
 #                             systemd-nspawn, logrotate, cron, chromium, the Python test tools)
 # Idempotent: a second run installs nothing new.
 set -euo pipefail
@@ -15,8 +15,9 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 pkgs=(python3 python3-venv python3-pip ca-certificates curl jq)
 if [ "$want_test" = 1 ]; then
   # redis-server: the health sweep's Redis check is tested against a real one (tests/redisserver.py);
-  # nsd: `alert dns` is tested against a real authoritative DNS server (tests/dnsserver.py)
-  pkgs+=(postgresql postgresql-client redis-server nsd logrotate cron debootstrap systemd-container iproute2
+  # nsd: `alert dns` is tested against a real authoritative DNS server (tests/dnsserver.py);
+  # prometheus: its promtool checks and unit-tests prometheus/catalyst-rules.yml (tests/test_prometheus_rules.py)
+  pkgs+=(postgresql postgresql-client redis-server nsd prometheus logrotate cron debootstrap systemd-container iproute2
          openssh-client openssh-server util-linux chromium fonts-dejavu-core)
 fi
 missing=()
@@ -38,6 +39,10 @@ if [ "$want_test" = 1 ] && command -v redis-server >/dev/null 2>&1; then
 fi
 if [ "$want_test" = 1 ] && [ -x /usr/sbin/nsd ]; then
   $SUDO systemctl disable --now nsd >/dev/null 2>&1 || true
+fi
+# the prometheus package starts a server on 9090; the tests need only its promtool
+if [ "$want_test" = 1 ] && [ -x /usr/bin/prometheus ]; then
+  $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
 fi
 
 PY=${PYTHON:-python3}

@@ -37,6 +37,8 @@ def test_monitor_unit_is_hardened_and_runs_the_monitor():
     assert d["ReadWritePaths"] == ["/var/lib/catalyst /var/log/catalyst"]
     # a hung loop is restarted too: the loop notifies systemd, which restarts it when the beat stops
     assert (d["Type"], d["NotifyAccess"], d["WatchdogSec"]) == (["notify"], ["main"], ["120"])
+    # journalctl -t finds it by the job's name, whatever the unit is called
+    assert d["SyslogIdentifier"] == ["catalyst-ops-monitor"] and d["StandardError"] == ["journal"]
     d = _directives(render("catalyst-monitor.service.j2", catalyst_state_dir="/srv/state", catalyst_log_dir="/srv/log",
                            catalyst_monitor_watchdog_sec=45))
     assert d["ReadWritePaths"] == ["/srv/state /srv/log"]

@@ -44,8 +44,8 @@ def test_textfile_parses_and_carries_the_state(tmp_path):
     backup_at = datetime(2026, 3, 10, 23, 0, 2, tzinfo=ET).timestamp() + 95
     assert abs(s[("catalyst_backup_last_success_timestamp_seconds", ())] - backup_at) < 1
     assert s[("catalyst_backup_last_size_bytes", ())] > 700_000_000 and s[("catalyst_backup_last_verified", ())] == 1
-    assert s[("catalyst_job_last_success_timestamp_seconds", (("job", "market-open"),))] > datetime(2026, 3, 11, 9, 30, tzinfo=ET).timestamp()
-    assert s[("catalyst_job_last_exit_code", (("job", "health"),))] == 1  # news was timing out at the last sweep
+    assert s[("catalyst_job_last_success_timestamp_seconds", (("job_name", "market-open"),))] > datetime(2026, 3, 11, 9, 30, tzinfo=ET).timestamp()
+    assert s[("catalyst_job_last_exit_code", (("job_name", "health"),))] == 1  # news was timing out at the last sweep
     assert abs(s[("catalyst_export_timestamp_seconds", ())] - END.timestamp()) < 30
 
 
@@ -61,3 +61,49 @@ def test_stdout_dry_run_and_bad_dir(tmp_path):
     assert res.code == 0 and os.listdir(out) == [] and "catalyst_service_up" in res.out
     res = run_cli("export", "prometheus", "--textfile", tmp_path / "missing", config=cfg)
     assert res.code == 2 and "not a directory" in res.err and "Traceback" not in res.err
+
+
+# Prometheus' naming conventions (https://prometheus.io/docs/practices/naming/): base units named
+# at the end, _total on counters and only there, no units of other scales
+_TIME_UNITS = ("_milliseconds", "_ms", "_minutes", "_hours", "_days")
+_SIZE_UNITS = ("_kilobytes", "_megabytes", "_kb", "_mb", "_gb")
+
+
+def test_names_follow_prometheus_conventions(tmp_path):
+    db = fill(tmp_path / "state.db", END, restarts=[("news", END.replace(hour=11, minute=55), 0),
+                                                     ("news", END.replace(hour=11, minute=58), 0),
+                                                     ("news", END.replace(hour=2), 1)])
+    db.set_halt("drill", "tester@host")
+    db.close()
+    cfg = ops_yaml(tmp_path, tmp_path / "state.db")
+    res = run_cli("--now", END.isoformat(), "export", "prometheus", config=cfg)
+    assert res.code == 0, res.text
+    text = res.out
+    helps = [line.split()[2] for line in text.splitlines() if line.startswith("# HELP ")]
+    types = {line.split()[2]: line.split()[3] for line in text.splitlines() if line.startswith("# TYPE ")}
+    assert len(helps) == len(set(helps)), "a HELP line repeated"
+    assert sorted(helps) == sorted(types), "every metric has one HELP and one TYPE"
+    assert len(types) == sum(1 for line in text.splitlines() if line.startswith("# TYPE "))
+    families = list(text_string_to_metric_families(text))
+    assert len(families) == len(types)
+    for fam in families:
+        exposed = fam.name + "_total" if fam.type == "counter" else fam.name
+        assert exposed in types, (fam.name, fam.type)
+        assert exposed.startswith("catalyst_") and exposed == exposed.lower()
+        if fam.type == "counter":
+            assert types[exposed] == "counter" and exposed.endswith("_total")
+            assert all(s.name == exposed and s.value >= 0 for s in fam.samples)
+        else:
+            assert not exposed.endswith("_total"), f"{exposed}: _total is for counters"
+        assert not exposed.endswith(_TIME_UNITS + _SIZE_UNITS), f"{exposed}: use base units (seconds, bytes)"
+        if "timestamp" in exposed:
+            assert exposed.endswith("_timestamp_seconds"), exposed
+        if "size" in exposed:
+            assert exposed.endswith("_bytes"), exposed
+        for s in fam.samples:
+            assert all(k == k.lower() and not k.startswith("__") for k in s.labels)
+            # the target labels Prometheus adds at scrape time would rename these to exported_*
+            assert not {"job", "instance"} & set(s.labels), (s.name, s.labels)
+    s = _samples(text)
+    assert s[("catalyst_service_restarts_total", (("service", "news"),))] == 2  # the planned one is not counted
+    assert s[("catalyst_service_restarts_total", (("service", "scanner"),))] == 0

@@ -196,8 +196,43 @@ def test_health_job_restarts_a_killed_service_through_systemd(host):
 def test_validation_jobs_scheduled(host):
     text = host.file("/etc/cron.d/catalyst-validation").content_string
     assert " report daily" in text
-    assert "export prometheus --textfile /var/lib/catalyst/textfile" in text
-    assert host.file("/var/lib/catalyst/textfile").is_directory
+    assert "export prometheus --textfile /var/lib/prometheus/node-exporter" in text
+    assert host.file("/var/lib/prometheus/node-exporter").is_directory
+
+
+def test_node_exporter_serves_the_catalyst_series(host):
+    """Debian's node exporter, pointed by the role at the export directory, serves what the cron
+    job wrote; the page is read back with prometheus_client's own parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    assert host.service("prometheus-node-exporter").is_enabled
+    assert "--collector.textfile.directory=/var/lib/prometheus/node-exporter" in \
+        host.file("/etc/default/prometheus-node-exporter").content_string
+    deadline = time.monotonic() + 90  # the export runs every minute from cron
+    while not host.file("/var/lib/prometheus/node-exporter/catalyst.prom").exists and time.monotonic() < deadline:
+        time.sleep(2)
+    page = host.check_output("curl -fsS http://127.0.0.1:9100/metrics")
+    families = {f.name: f for f in text_string_to_metric_families(page)}
+    ups = {s.labels["service"]: s.value for s in families["catalyst_service_up"].samples}
+    assert set(SERVICES) <= set(ups), ups
+    assert "catalyst_halted" in families and "catalyst_export_timestamp_seconds" in families
+    # the textfile collector read the file without error (1 would mean a parse failure)
+    assert [s.value for s in families["node_textfile_scrape_error"].samples] == [0]
+
+
+LEVELS = {"debug": "7", "info": "6", "warning": "4", "error": "3", "critical": "2"}
+
+
+def test_monitor_logs_to_the_journal_under_its_name_with_priorities(host):
+    out = host.check_output("journalctl -t catalyst-ops-monitor -o json --no-pager")
+    entries = [json.loads(line) for line in out.splitlines() if line.strip()]
+    messages = [e["MESSAGE"] for e in entries if isinstance(e.get("MESSAGE"), str)]
+    assert any("monitor started" in m for m in messages), messages[-5:]
+    for e in entries:
+        m = re.search(r"^\S+ catalyst-ops\[monitor\] (\w+): ", e.get("MESSAGE") or "")
+        if m:  # the sd-daemon prefix became the entry's priority and left the message
+            assert e["PRIORITY"] == LEVELS[m.group(1)], e
+    assert not any(m.startswith("<") for m in messages)
 
 
 # upstream's root crontab, as prepare.yml installed it with crontab(1)
