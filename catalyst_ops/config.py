@@ -95,6 +95,9 @@ class CommandRuntime:
     recreate_service: str = ""
     env: str = ""  # prints the running service's environment as KEY=value lines; {service}
     logs: str = ""  # prints the running service's log since it was (re)created; {service}
+    # exits 0 while {service}'s process runs, non-zero once it has exited (what it prints says why);
+    # lets a restart notice a service that died as it started. "": not known with this runtime
+    running: str = ""
 
 
 @dataclass

@@ -26,24 +26,37 @@ class WaitResult:
     ok: bool
     results: list = field(default_factory=list)
     seconds: float = 0.0
+    exited: dict = field(default_factory=dict)  # service -> why its process is not running
 
 
-def wait_healthy(cfg, services: list[str], timeout: float, poll: float, accept_degraded: bool = True) -> WaitResult:
-    """Poll the given services until every one is healthy (or degraded) or the timeout passes."""
+def wait_healthy(cfg, services: list[str], timeout: float, poll: float, accept_degraded: bool = True,
+                 gone=None) -> WaitResult:
+    """Poll the given services until every one is healthy (or degraded) or the timeout passes.
+    `gone(service)`, asked of a service that refuses connections, says why its process is not running
+    (None while it runs): such a service is not waited for, its reason is in WaitResult.exited."""
     started = time.monotonic()
     deadline = started + timeout
     pending = list(services)
     last: dict[str, health.HealthResult] = {}
+    exited: dict[str, str] = {}
     while True:
         results = health.sweep(cfg, pending)
         for r in results:
             last[r.service] = r
         ok_states = (health.HEALTHY, health.DEGRADED) if accept_degraded else (health.HEALTHY,)
         pending = [r.service for r in results if r.state not in ok_states]
+        if gone is not None:
+            for r in results:
+                if r.service in pending and r.state == health.DOWN:
+                    why = gone(r.service)
+                    if why:
+                        exited[r.service] = why
+                        pending.remove(r.service)
         if not pending:
-            return WaitResult(True, [last[s] for s in services], time.monotonic() - started)
+            ok = not exited
+            return WaitResult(ok, [last[s] for s in services], time.monotonic() - started, exited)
         if time.monotonic() + poll > deadline:
-            return WaitResult(False, [last[s] for s in services], time.monotonic() - started)
+            return WaitResult(False, [last[s] for s in services], time.monotonic() - started, exited)
         time.sleep(poll)
 
 
@@ -78,15 +91,8 @@ def restart_failed(cfg, db, failed: list[health.HealthResult], dry_run: bool = F
             continue
         restarted.append(r.service)
     if restarted:
-        waited = wait_healthy(cfg, restarted, cfg.health.restart_wait, cfg.health.restart_poll)
-        for res in waited.results:
-            if res.state in (health.HEALTHY, health.DEGRADED):
-                log.info("%s is back (%s) after %.1fs", res.service, res.state, waited.seconds)
-                outcomes[res.service] = RestartOutcome(res.service, "recovered", res.detail, round(waited.seconds, 2))
-            else:
-                log.error("%s did not come back within %gs: %s (%s)", res.service, cfg.health.restart_wait, res.state, res.detail)
-                outcomes[res.service] = RestartOutcome(res.service, "still_down", f"{res.state}: {res.detail}",
-                                                       round(waited.seconds, 2))
+        for o in _wait_restarted(cfg, runtime, restarted):
+            outcomes[o.service] = o
     by_reason = {r.service: f"{r.state}: {r.detail}" for r in failed}
     if not dry_run:
         with db.transaction() as conn:
@@ -94,6 +100,49 @@ def restart_failed(cfg, db, failed: list[health.HealthResult], dry_run: bool = F
                 conn.execute("INSERT INTO restarts(service, at, reason, outcome, planned, detail) VALUES (?,?,?,?,0,?)",
                              (o.service, clock.timestamp(), by_reason.get(o.service), o.outcome, o.detail))
     return [outcomes[r.service] for r in failed if r.service in outcomes]
+
+
+def _wait_restarted(cfg, runtime, restarted: list[str]) -> list[RestartOutcome]:
+    """Wait (bounded) for restarted services. One whose process died as it started is seen at once,
+    not after the whole wait, and is started once more: a start can fail for a reason that does not
+    last (a port still held, a dependency a moment late); a second death is reported with its reason."""
+    waited = wait_healthy(cfg, restarted, cfg.health.restart_wait, cfg.health.restart_poll, gone=runtime.exited)
+    total = waited.seconds
+    first_exit = dict(waited.exited)
+    by_service = {r.service: r for r in waited.results}
+    if first_exit:
+        again = []
+        for svc, why in first_exit.items():
+            log.warning("%s exited as it started (%s): starting it once more", svc, why)
+            res = runtime.restart_service(svc)
+            if res.ok:
+                again.append(svc)
+            else:
+                log.error("%s: second start failed: %s", svc, res.output)
+        if again:
+            second = wait_healthy(cfg, again, cfg.health.restart_wait, cfg.health.restart_poll, gone=runtime.exited)
+            total += second.seconds
+            by_service.update({r.service: r for r in second.results})
+            waited.exited = {s: w for s, w in waited.exited.items() if s not in again}
+            waited.exited.update(second.exited)
+    out = []
+    for svc in restarted:
+        res = by_service[svc]
+        if svc not in waited.exited and res.state in (health.HEALTHY, health.DEGRADED):
+            note = f" (second start; the first exited: {first_exit[svc]})" if svc in first_exit else ""
+            log.info("%s is back (%s) after %.1fs%s", svc, res.state, total, note)
+            out.append(RestartOutcome(svc, "recovered", res.detail + note, round(total, 2)))
+        elif svc in waited.exited:
+            why = waited.exited[svc]
+            logs = runtime.service_logs(svc)
+            tail = " | ".join((logs or "").strip().splitlines()[-2:])
+            detail = f"exited as it started, twice: {why}" + (f"; its output: {tail}" if tail else "")
+            log.error("%s %s", svc, detail)
+            out.append(RestartOutcome(svc, "still_down", detail, round(total, 2)))
+        else:
+            log.error("%s did not come back within %gs: %s (%s)", svc, cfg.health.restart_wait, res.state, res.detail)
+            out.append(RestartOutcome(svc, "still_down", f"{res.state}: {res.detail}", round(total, 2)))
+    return out
 
 
 def stack_action(cfg, db, action: str, dry_run: bool = False, wait: bool = True, planned_reason: str = "operator") -> tuple[bool, str, WaitResult | None]:

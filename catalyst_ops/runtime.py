@@ -10,6 +10,7 @@ passthrough (which .env keys a service would receive at all).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shlex
@@ -122,6 +123,11 @@ class Runtime:
         """The running service's output since it was (re)created; None when it cannot be read."""
         return None
 
+    def exited(self, service: str) -> str | None:
+        """Why the service's process is not running (it died as it started, say); None while it runs
+        or when this runtime cannot tell. Read-only, also in a dry run."""
+        return None
+
     def passthrough(self, services: list[str], env_after: dict[str, str], keys: list[str]) -> Passthrough:
         return Passthrough(False, note=f"runtime {self.rc.kind} cannot tell which .env keys reach a service")
 
@@ -225,6 +231,21 @@ class ComposeRuntime(Runtime):
     def passthrough(self, services, env_after, keys):
         return self._compose_passthrough(self.compose_file(), services, env_after, keys)
 
+    def exited(self, service):
+        # one JSON object per line (compose v2.21+) or one array (older v2); v1 has no --format
+        out = self._read([[*self.base_command(), "ps", "-a", "--format", "json", self._container(service)]])
+        if not out:
+            return None
+        try:
+            rows = json.loads(out) if out.lstrip().startswith("[") else [json.loads(ln) for ln in out.splitlines() if ln.strip()]
+        except ValueError:
+            return None
+        for row in rows if isinstance(rows, list) else []:
+            state = str(row.get("State", "")).lower()
+            if state and state not in ("running", "restarting", "created"):
+                return f"container {row.get('Name') or service} {state} ({row.get('Status', '')}, exit code {row.get('ExitCode', '?')})"
+        return None
+
 
 class SystemdRuntime(Runtime):
     def unit(self, service: str) -> str:
@@ -255,6 +276,15 @@ class SystemdRuntime(Runtime):
         except OSError:
             return None
         return parse_env_lines(raw.replace(b"\0", b"\n").decode(errors="replace"))
+
+    def exited(self, service):
+        p = self._show(service, "ActiveState", "SubState", "Result", "ExecMainCode", "ExecMainStatus")
+        state = p.get("ActiveState")
+        # failed/inactive: its process is gone; activating/auto-restart: gone, systemd will try again
+        if state in ("failed", "inactive") or (state == "activating" and p.get("SubState") == "auto-restart"):
+            return (f"unit {self.unit(service)} {state} ({p.get('SubState')}, result {p.get('Result')}, "
+                    f"exit status {p.get('ExecMainStatus')})")
+        return None
 
     def service_logs(self, service):
         # this run of the unit only: its invocation id changes at every (re)start
@@ -324,6 +354,20 @@ class CommandRuntime(Runtime):
 
     def service_logs(self, service):
         return self._read(self._split(self.rc.commands.logs, service=service))
+
+    def exited(self, service):
+        cmds = self._split(self.rc.commands.running, service=service)
+        if not cmds or self.dry_run:
+            return None
+        try:
+            proc = subprocess.run(cmds[0], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                  timeout=self.rc.command_timeout, stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            log.debug("runtime command running: %s", exc)
+            return None
+        if proc.returncode == 0:
+            return None
+        return proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else f"{service} is not running"
 
     def passthrough(self, services, env_after, keys):
         if not self.rc.compose_file:

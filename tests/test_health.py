@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
 import time
+
+from conftest import run_cli
 
 
 def _states(result_json: str) -> dict:
@@ -61,6 +65,53 @@ def test_restart_that_does_not_bring_service_back(standin):
     restarts = {r["service"]: r for r in json.loads(res.out)["restarts"]}
     assert restarts["reporting"]["outcome"] == "still_down"
     assert "did not come back" in res.err
+
+
+def test_a_service_that_dies_as_it_starts_is_started_once_more_in_the_same_run(standin):
+    # the restart's first start crashes (before listening, as a bad migration would); the job sees the
+    # process gone (runtime.commands.running), starts it again and gets it back, all in one run
+    standin.fault("scanner", "crash-start", "--attempts", "1")
+    _kill(standin, "scanner")  # a crash; the restart will meet the crash-start fault
+    res = standin.cli("health", "--json")
+    assert res.code == 1, res.text
+    r = {x["service"]: x for x in json.loads(res.out)["restarts"]}["scanner"]
+    assert r["outcome"] == "recovered", r
+    assert "second start" in r["detail"] and "crashed at start" in r["detail"], r
+    assert "exited as it started" in res.err
+    assert standin.cli("status", "--json").code == 0
+    db = sqlite3.connect(standin.state_db)
+    assert db.execute("SELECT outcome FROM restarts WHERE service='scanner'").fetchall() == [("recovered",)]
+
+
+def test_a_service_that_dies_at_every_start_is_reported_with_why_not_waited_for(standin):
+    standin.config.write_text(standin.config.read_text().replace("restart_wait: 15", "restart_wait: 30"))
+    standin.fault("scanner", "crash-start", "--attempts", "5")
+    _kill(standin, "scanner")
+    res = standin.cli("health", "--json")
+    assert res.code == 1, res.text
+    r = {x["service"]: x for x in json.loads(res.out)["restarts"]}["scanner"]
+    # not a wait for a process that is gone: its exit is seen and said (before: "down: connection refused")
+    assert r["outcome"] == "still_down", r
+    assert "exited as it started, twice" in r["detail"] and "crashed at start" in r["detail"], r
+    left = {x["service"]: x["fault"] for x in json.loads(standin.sandbox("status", "--json").out)}
+    assert left["scanner"] == "crash-start"  # 5 - 2 starts: still armed
+
+
+def test_running_says_whether_the_process_runs(standin):
+    res = standin.sandbox("running", "news")
+    assert res.code == 0 and "running" in res.out
+    standin.fault("news", "down")
+    res = run_cli("sandbox", "running", "news", "--rundir", standin.rundir)
+    assert res.code == 1 and "exited" in res.out, res.text
+    assert run_cli("sandbox", "running", "nosuch", "--rundir", standin.rundir).code == 2
+
+
+def _kill(standin, service: str) -> None:
+    pid = {x["service"]: x["pid"] for x in json.loads(standin.sandbox("status", "--json").out)}[service]
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and run_cli("sandbox", "running", service, "--rundir", standin.rundir).code == 0:
+        time.sleep(0.05)
 
 
 def test_restart_storm_is_bounded(standin):
@@ -123,3 +174,26 @@ def test_healthy_word_without_database_is_degraded_not_restarted(standin):
     # the rule is the profile's: without it the same answer is healthy
     standin.append_config("profile_overrides:\n  health:\n    degraded_fields: {}\n")
     assert _states(standin.cli("status", "--json").out)["scanner"] == "healthy"
+
+
+def test_a_stand_in_listens_as_soon_as_it_is_bound_without_a_name_lookup(monkeypatch):
+    # http.server's own server_bind asks the resolver for the bind address's name between bind() and
+    # listen(); a restarted service then refuses connections for as long as a slow resolver takes
+    import socket
+
+    from catalyst_ops.sandbox.server import _Server
+
+    def no_resolver(*a, **k):
+        raise AssertionError("the stand-in asked the resolver while binding")
+
+    monkeypatch.setattr(socket, "getfqdn", no_resolver)
+    monkeypatch.setattr(socket, "gethostbyaddr", no_resolver)
+    from http.server import BaseHTTPRequestHandler
+
+    server = _Server(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    try:
+        with socket.create_connection(server.server_address, timeout=2):
+            pass
+        assert server.server_port == server.server_address[1]
+    finally:
+        server.server_close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from catalyst_ops.errors import OK
+from catalyst_ops.errors import OK, PROBLEM
 
 FAULT_HELP = ("down (process killed), hung (accepts, never answers), 500 (plain-text Internal Server Error), slow "
               "(--seconds), unhealthy (200 with status unhealthy; 503 on pattern/orchestration), degraded, "
@@ -13,7 +13,8 @@ FAULT_HELP = ("down (process killed), hung (accepts, never answers), 500 (plain-
               "cycle-failed / cycle-hang / start-supervised (400) / start-config-error (500) / start-slow (the start "
               "is acted on at once, answered after --seconds) (workflow), "
               "close-fail (broker, --symbols, --attempts N: only the first N closes of each fail), rate-limit "
-              "(broker: the next --attempts N requests get 429), clear")
+              "(broker: the next --attempts N requests get 429), crash-start (the next --attempts N starts, default 1, exit at "
+              "once without listening; kill the process to make it start), clear")
 
 
 def register(sub) -> None:
@@ -47,7 +48,7 @@ def register(sub) -> None:
     f.add_argument("--seconds", type=float, help="delay for slow")
     f.add_argument("--symbols", help="comma-separated symbols whose close fails (close-fail)")
     f.add_argument("--attempts", type=int, help="close-fail: each symbol fails only its first N close attempts "
-                   "(default: every attempt); rate-limit: how many requests get 429 (default 1)")
+                   "(default: every attempt); rate-limit: how many requests get 429 (default 1); crash-start: how many starts crash (default 1)")
     f.set_defaults(func=run_fault)
     r = common(ss.add_parser("restart", help="restart one stand-in service, keeping its environment "
                              "(`docker compose restart`)"))
@@ -65,6 +66,10 @@ def register(sub) -> None:
     lg = common(ss.add_parser("logs", help="the service's output since its process was created"))
     lg.add_argument("service")
     lg.set_defaults(func=run_logs)
+    rn = common(ss.add_parser("running", help="exit 0 while the service's process runs, 1 once it has exited "
+                              "(its last output line says why); runtime.commands.running"))
+    rn.add_argument("service")
+    rn.set_defaults(func=run_running)
     b = common(ss.add_parser("seed-broker", help="set the stand-in broker's positions and open orders"))
     b.add_argument("--positions", default="", help="e.g. AAPL:10,MSFT:5")
     b.add_argument("--orders", default="", help="symbols with one open order each, e.g. AAPL,TSLA")
@@ -168,6 +173,17 @@ def run_logs(ctx, args) -> int:
 
     print(manage.logs(_rd(args), args.service), end="")
     return OK
+
+
+def run_running(ctx, args) -> int:
+    from catalyst_ops.sandbox import manage
+
+    why = manage.exited(_rd(args), args.service)
+    if why is None:
+        print(f"{args.service}: running")
+        return OK
+    print(f"{args.service}: {why}")
+    return PROBLEM
 
 
 def run_seed(ctx, args) -> int:

@@ -18,7 +18,7 @@ from catalyst_ops.sandbox.server import read_json, write_json
 
 BROKER_OFFSET = 10  # the broker stand-in listens on base + 10 (5010 by default)
 FAULT_KINDS = ("down", "hung", "500", "slow", "unhealthy", "degraded", "db-disconnected", "cycle-failed", "cycle-hang",
-               "start-supervised", "start-config-error", "start-slow", "close-fail", "rate-limit")
+               "start-supervised", "start-config-error", "start-slow", "close-fail", "rate-limit", "crash-start")
 STANDIN_KEY = "standin-key-id"
 STANDIN_SECRET = "standin-secret-key-0123456789"
 # the live account's own pair: Alpaca's paper and live keys differ, each refused by the other account
@@ -200,6 +200,7 @@ runtime:
     recreate_service: {py} -m catalyst_ops sandbox recreate {{services}} --rundir {rd}
     env: {py} -m catalyst_ops sandbox exec {{service}} printenv --rundir {rd}
     logs: {py} -m catalyst_ops sandbox logs {{service}} --rundir {rd}
+    running: {py} -m catalyst_ops sandbox running {{service}} --rundir {rd}
     status: {py} -m catalyst_ops sandbox status --rundir {rd}
 health:
   restart_wait: 15
@@ -332,6 +333,21 @@ def restart(rundir: Path, service: str) -> bool:
     _kill(rundir, service)
     _spawn(rundir, service)
     return not _wait_up(rundir, [service], timeout=5.0)
+
+
+def exited(rundir: Path, service: str) -> str | None:
+    """Why the service's process is not running (None while it runs): what `docker compose ps`
+    shows of an exited container, with the last line it printed."""
+    _settings(rundir)
+    if service not in all_services():
+        raise OpsError(f"sandbox running: unknown service {service!r}; expected one of {', '.join(all_services())}", USAGE)
+    if _pid(rundir, service) is not None:
+        return None
+    try:
+        lines = (rundir / "logs" / f"{service}.log").read_text(errors="replace").strip().splitlines()
+    except FileNotFoundError:
+        lines = []
+    return "exited" + (f" (last output: {lines[-1][-200:]})" if lines else "")
 
 
 def status(rundir: Path) -> list[dict]:

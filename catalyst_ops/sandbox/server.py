@@ -7,12 +7,14 @@ import json
 import os
 import re
 import signal
+import sys
 import threading
 import time
 import urllib.parse
 import urllib.request
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from socketserver import TCPServer
 from pathlib import Path
 
 STAGES = ["scanning", "filtering_news", "analyzing_patterns", "technical_analysis", "risk_validation", "executing_trades"]
@@ -526,6 +528,13 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind looks up the bind address's host name (socket.getfqdn, a reverse DNS
+        # query) after bind() and before listen(): for as long as a slow resolver takes, a restarted
+        # service refuses every connection. Uvicorn does no such lookup; neither does the stand-in.
+        TCPServer.server_bind(self)
+        self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
+
 
 def serve(service: str, rundir: str | Path) -> None:
     rundir = Path(rundir)
@@ -536,6 +545,17 @@ def serve(service: str, rundir: str | Path) -> None:
     (rundir / "faults").mkdir(parents=True, exist_ok=True)
     app = StandIn(service, rundir, settings)
     fault = app.fault()
+    if fault.get("kind") == "crash-start":
+        # a service that dies as it starts (a bad migration, a missing secret): the next N starts
+        # exit at once, before listening; then the fault is spent
+        left = int(fault.get("attempts") or 1) - 1
+        if left > 0:
+            write_json(app.fault_path, {**fault, "attempts": left})
+        else:
+            app.fault_path.unlink(missing_ok=True)
+        print(f"catalyst-ops sandbox: {service} crashed at start (fault crash-start, {left} more)", file=sys.stderr,
+              flush=True)
+        raise SystemExit(1)
     if fault and not fault.get("sticky"):
         app.fault_path.unlink(missing_ok=True)  # a restart clears a fault, as it would a real crash
     elif fault.get("kind") == "down":

@@ -193,6 +193,39 @@ def test_health_job_restarts_a_killed_service_through_systemd(host):
     assert host.run(f"{BIN} status").rc == 0
 
 
+def _health_run(host):
+    for _ in range(5):  # cron's own */5 health run may hold the lock for a moment
+        res = host.run(f"{BIN} health --json")
+        if "skipped" not in res.stdout + res.stderr:
+            return res
+        time.sleep(2)
+    return res
+
+
+def test_a_unit_that_dies_as_it_starts_is_seen_through_systemd_and_started_once_more(host):
+    # systemctl restart of a Type=simple unit succeeds even when its process exits a moment later: the
+    # health job reads the unit's state (ActiveState failed) instead of waiting for a dead process
+    host.check_output(f"{BIN} sandbox fault news crash-start --attempts 1 --rundir {STANDIN}")
+    host.check_output("kill -KILL $(systemctl show -p MainPID --value catalyst-news.service)")
+    res = _health_run(host)
+    assert res.rc == 1, res.stdout + res.stderr
+    r = {x["service"]: x for x in json.loads(res.stdout)["restarts"]}["news"]
+    assert r["outcome"] == "recovered" and "second start" in r["detail"], r
+    assert "unit catalyst-news.service failed" in r["detail"], r
+    assert host.service("catalyst-news").is_running
+    # every start crashes: reported with the unit's state and the process's own last words
+    host.check_output(f"{BIN} sandbox fault news crash-start --attempts 3 --rundir {STANDIN}")
+    host.check_output("kill -KILL $(systemctl show -p MainPID --value catalyst-news.service)")
+    res = _health_run(host)
+    r = {x["service"]: x for x in json.loads(res.stdout)["restarts"]}["news"]
+    assert r["outcome"] == "still_down" and "exited as it started, twice" in r["detail"], r
+    assert "crashed at start" in r["detail"], r  # its output, from the journal
+    # leave it running for the tests after this one (six starts in seconds: systemd's start limit)
+    host.check_output(f"{BIN} sandbox fault news clear --rundir {STANDIN}")
+    host.check_output("systemctl reset-failed catalyst-news.service; systemctl start catalyst-news.service")
+    host.check_output(f"{BIN} status news")
+
+
 def test_validation_jobs_scheduled(host):
     text = host.file("/etc/cron.d/catalyst-validation").content_string
     assert " report daily" in text
