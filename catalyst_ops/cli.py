@@ -117,6 +117,44 @@ def _alert_job(ctx, job: str, code: int) -> None:
         print(f"catalyst-ops: warning: could not raise the job alert: {log.redact(str(exc))}", file=sys.stderr)
 
 
+LOG_ALERT_KEY = "job-log-write"
+
+
+def _alert_log_writes(ctx, job: str) -> None:
+    """One warning while job logs cannot be written (a full or read-only log partition), one info
+    when they are again. The job itself went on; its lines are in job_runs.output_tail."""
+    from catalyst_ops import log
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    try:
+        if log.write_error is None and not log.wrote_ok:
+            return  # nothing was written: nothing learned
+        from catalyst_ops.alerts import outbox, policy
+
+        db = ctx.db
+        if log.write_error is None:
+            row = db.one("SELECT alerted_state FROM alert_state WHERE subject_key=?", (LOG_ALERT_KEY,)) \
+                if db.one("SELECT 1 FROM sqlite_master WHERE name='alert_state'") else None
+            if not row or row["alerted_state"] == "ok":
+                return  # the common case: logs written, nothing was wrong
+        failing = log.write_error is not None
+        aid = policy.condition(
+            db, LOG_ALERT_KEY, failing, "warning", f"JOB LOGS NOT WRITTEN: {log.write_error}",
+            f"catalyst-ops {job} could not write its log: {log.write_error}.\n"
+            "The jobs go on (a trading action never waits on a log line) and each run's last lines are kept "
+            "in the state DB (`catalyst-ops report daily`, job_runs.output_tail); free space on the log "
+            "partition (du -sh /var/log/catalyst/*; logrotate) and this clears at the next job that can write.",
+            "RECOVERED: job logs are written again", f"catalyst-ops {job} wrote its log again.")
+        if aid is not None:
+            outbox.flush(ctx.cfg, db)
+    except Exception as exc:  # never fails the job
+        print(f"catalyst-ops: warning: could not raise the log-write alert: {exc}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser(FAST.get(command_of(sys.argv[1:] if argv is None else argv) or ""))
     args = parser.parse_args(argv)
@@ -162,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:  # the state DB itself failed: say so, keep the exit code
                 print(f"catalyst-ops: error: could not record the run: {exc}", file=sys.stderr)
             _alert_job(ctx, job, code)
+            if not getattr(args, "dry_run", False):
+                _alert_log_writes(ctx, job)
         elif job and code == USAGE and scheduled() and not getattr(args, "dry_run", False):
             _alert_job(ctx, job, code)  # the run could not even be recorded (the config did not load)
         ctx.close()

@@ -76,6 +76,64 @@ def stderr_is_journal(stream=None) -> bool:
     return (st.st_dev, st.st_ino) == (int(dev), int(ino))
 
 
+# What became of this process's own output (cron appends stdout and stderr to the job's log file).
+# A full log partition must not stop a job: a trading action never waits on its log line. Writes
+# that fail are dropped and remembered here; the run's lines are kept in the state DB anyway
+# (job_runs.output_tail), and cli.main raises one alert while the logs cannot be written.
+write_error: str | None = None  # "No space left on device (/var/log/catalyst/health.log)"
+wrote_ok = False  # at least one write reached the file
+
+
+def _target(stream) -> str:
+    try:
+        return os.readlink(f"/proc/self/fd/{stream.fileno()}")
+    except (OSError, ValueError, AttributeError):
+        return getattr(stream, "name", "?")
+
+
+class _Guarded:
+    """A text stream (stdout/stderr) whose write and flush never raise OSError: the failure is
+    noted in `write_error` and the text dropped. Everything else is the wrapped stream's."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._pending = False
+
+    def _failed(self, exc: OSError) -> None:
+        global write_error
+        if write_error is None:
+            write_error = f"{exc.strerror or exc} ({_target(self._stream)})"
+
+    def write(self, text: str) -> int:
+        self._pending = self._pending or bool(text)
+        try:
+            return self._stream.write(text)
+        except OSError as exc:
+            self._failed(exc)
+            return len(text)
+
+    def flush(self) -> None:
+        global wrote_ok
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            self._failed(exc)
+        else:
+            wrote_ok = wrote_ok or self._pending
+            self._pending = False
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def guard_std_streams() -> None:
+    """Put stdout and stderr behind _Guarded (once)."""
+    if not isinstance(sys.stdout, _Guarded) and sys.stdout is not None:
+        sys.stdout = _Guarded(sys.stdout)
+    if not isinstance(sys.stderr, _Guarded) and sys.stderr is not None:
+        sys.stderr = _Guarded(sys.stderr)
+
+
 class _TailHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         _tail.append(self.format(record))
@@ -90,6 +148,7 @@ def setup(job: str | None = None, verbose: int = 0, quiet: bool = False) -> None
     level = logging.DEBUG if verbose > 0 else logging.WARNING if quiet else logging.INFO
     root.setLevel(logging.DEBUG)
     fmt = _Formatter()
+    guard_std_streams()
     stream = logging.StreamHandler(sys.stderr)
     stream.setLevel(level)
     stream.setFormatter(_JournalFormatter() if stderr_is_journal() else fmt)
