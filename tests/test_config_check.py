@@ -219,7 +219,7 @@ def test_logrotate_template_passes_logrotate_debug(tmp_path):
     conf = tmp_path / "catalyst"
     conf.write_text(render("logrotate.j2", catalyst_log_dir=str(logdir), catalyst_log_retention_days=7))
     text = conf.read_text()
-    assert "copytruncate" in text and "rotate 7" in text
+    assert "create 0640 root root" in text and "\n    copytruncate" not in text and "rotate 7" in text
     res = run_cli("config", "check-logrotate", conf)
     assert res.code == 0, res.err
     proc = subprocess.run(["logrotate", "-d", "-s", str(tmp_path / "state"), str(conf)], capture_output=True, text=True)
@@ -233,9 +233,9 @@ def test_check_logrotate_fails_on_a_directive_logrotate_skips(tmp_path):
     logdir.mkdir(mode=0o750)
     (logdir / "health.log").write_text("x\n")
     conf = tmp_path / "catalyst"
-    conf.write_text(render("logrotate.j2", catalyst_log_dir=str(logdir)).replace("copytruncate", "copytrunc"))
+    conf.write_text(render("logrotate.j2", catalyst_log_dir=str(logdir)).replace("delaycompress", "delaycompres"))
     proc = subprocess.run(["logrotate", "-d", "-s", str(tmp_path / "state"), str(conf)], capture_output=True, text=True)
-    assert proc.returncode == 0 and "unknown option 'copytrunc'" in proc.stderr  # why the wrapper exists
+    assert proc.returncode == 0 and "unknown option 'delaycompres'" in proc.stderr  # why the wrapper exists
     res = run_cli("config", "check-logrotate", conf)
     assert res.code == 2
-    assert "unknown option 'copytrunc'" in res.err and res.err.count("\n") == 1
+    assert "unknown option 'delaycompres'" in res.err and res.err.count("\n") == 1

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import time
 
-from tests.conftest import run_cli
+import pytest
+
+from tests.conftest import REPO, run_cli
 
 SUNDAY_2AM = "2026-11-29T02:00:00-05:00"
 TUESDAY_10AM = "2026-11-24T10:00:00-05:00"
@@ -168,3 +171,53 @@ def test_prune_thins_the_monitors_checks_and_samples_then_compacts(tmp_path):
     assert conn.execute("SELECT COUNT(*) FROM resource_samples").fetchone()[0] == 2
     conn.close()
     assert os.path.getsize(tmp_path / "state.db") < before * 0.7  # deleted rows alone never shrink the file
+
+
+@pytest.mark.skipif(not shutil.which("logrotate"), reason="logrotate not installed")
+def test_rotation_through_the_rendered_config_loses_no_line_a_running_job_writes(tmp_path):
+    """A job appends numbered lines (as cron's `>>` does: one O_APPEND open for the whole run) while
+    rotate-logs runs logrotate with templates/logrotate.j2: every line is in the live file or the
+    rotated one, exactly once. copytruncate lost the lines written between its copy and truncate."""
+    import datetime as dt
+    import gzip
+    import subprocess
+    import sys
+    import time as _time
+
+    import jinja2
+
+    log_dir = tmp_path / "log"
+    log_dir.mkdir()
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(REPO / "templates")), keep_trailing_newline=True,
+                             trim_blocks=True)
+    conf = tmp_path / "catalyst.logrotate"
+    conf.write_text(env.get_template("logrotate.j2").render(catalyst_log_dir=str(log_dir)))
+    os.chmod(conf, 0o644)
+    log = log_dir / "health.log"
+    log.write_text("".join(f"old {i}\n" for i in range(20000)))  # a day's worth: the copy takes a moment
+    state = tmp_path / "logrotate.state"
+    two_days_ago = dt.date.today() - dt.timedelta(days=2)
+    state.write_text(f'logrotate state -- version 2\n"{log}" {two_days_ago.year}-{two_days_ago.month}-{two_days_ago.day}-0:0:0\n')
+    cfg = tmp_path / "ops.yml"
+    cfg.write_text(f"state_path: {tmp_path / 'state.db'}\nlog_dir: {log_dir}\n")
+    n = 30000
+    writer = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\n"
+        f"out = open({str(log)!r}, 'a', buffering=1)\n"
+        f"for i in range({n}):\n"
+        "    out.write(f'job line {i}\\n')\n"
+        "    if i % 50 == 0: time.sleep(0.002)\n")])
+    _time.sleep(0.3)  # the job is writing
+    res = run_cli("rotate-logs", "--logrotate-config", conf, "--state", state, config=cfg)
+    assert writer.wait(timeout=120) == 0
+    assert res.code == 0, res.text
+    rotated = sorted(p for p in log_dir.iterdir() if p.name != "health.log")
+    lines = []
+    for p in [*rotated, log]:
+        data = gzip.decompress(p.read_bytes()) if p.name.endswith(".gz") else p.read_bytes()
+        lines += data.decode().splitlines()
+    got = [int(ln.split()[-1]) for ln in lines if ln.startswith("job line ")]
+    assert len(got) == n and sorted(got) == list(range(n)), f"{n - len(set(got))} lines lost, {len(got) - len(set(got))} twice"
+    assert sum(ln.startswith("old ") for ln in lines) == 20000
+    assert [p.name for p in rotated] == [f"health.log-{dt.date.today():%Y%m%d}"], rotated  # renamed, not compressed yet
+    assert oct(log.stat().st_mode & 0o777) == "0o640"  # the new file, as the role's other logs
