@@ -148,6 +148,20 @@ def _wait_restarted(cfg, runtime, restarted: list[str]) -> list[RestartOutcome]:
 def stack_action(cfg, db, action: str, dry_run: bool = False, wait: bool = True, planned_reason: str = "operator") -> tuple[bool, str, WaitResult | None]:
     """start | stop | restart the whole stack through the runtime; wait for health after start/restart."""
     runtime = get_runtime(cfg, dry_run=dry_run)
+    planned = db is not None and action == "restart" and not dry_run
+    if planned:
+        from catalyst_ops.alerts import policy
+
+        # the monitor must not page for the restart it is watching: a window as long as the wait
+        policy.planned_restart(db, cfg.health.start_timeout + cfg.runtime.command_timeout + 30)
+    try:
+        return _stack_action(cfg, db, runtime, action, dry_run, wait, planned_reason)
+    finally:
+        if planned:
+            policy.planned_restart(db, None)
+
+
+def _stack_action(cfg, db, runtime, action: str, dry_run: bool, wait: bool, planned_reason: str):
     res = getattr(runtime, action)()
     if not res.ok:
         return False, res.output, None

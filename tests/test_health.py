@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import sqlite3
+import sys
 import time
 
 from conftest import run_cli
@@ -197,3 +198,39 @@ def test_a_stand_in_listens_as_soon_as_it_is_bound_without_a_name_lookup(monkeyp
         assert server.server_port == server.server_address[1]
     finally:
         server.server_close()
+
+
+def _service_alerts(standin) -> list[str]:
+    db = sqlite3.connect(standin.state_db)
+    return [r[0] for r in db.execute("SELECT subject FROM alerts WHERE subject_key LIKE 'services:%' ORDER BY id")]
+
+
+def test_a_planned_restart_is_not_paged_but_a_service_still_down_after_it_is(standin, tmp_path):
+    # the stack restart holds a window in the state DB for as long as it runs; the probe (the
+    # runtime's restart command) sees it open, and it is closed afterwards
+    probe = tmp_path / "probe.py"
+    seen = tmp_path / "seen"
+    probe.write_text("import sqlite3, sys, time\n"
+                     f"row = sqlite3.connect({str(standin.state_db)!r}).execute("
+                     "\"SELECT value FROM meta WHERE key='planned_restart_until'\").fetchone()\n"
+                     f"open({str(seen)!r}, 'w').write(str(float(row[0]) - time.time()) if row else 'none')\n")
+    text = standin.config.read_text()
+    standin.config.write_text(text.replace("    restart_service:", f"    restart: {sys.executable} {probe}\n    restart_service:", 1))
+    res = standin.cli("restart")
+    assert res.code == 0, res.text
+    assert float(seen.read_text()) > 0, seen.read_text()  # open while the runtime restarted the stack
+    db = sqlite3.connect(standin.state_db)
+    assert db.execute("SELECT value FROM meta WHERE key='planned_restart_until'").fetchone() is None
+    # inside a window a service seen down is not alerted (the monitor's sweep during the restart)
+    from catalyst_ops.alerts.policy import PLANNED_KEY
+
+    db.execute("INSERT INTO meta(key, value) VALUES (?, ?)", (PLANNED_KEY, repr(time.time() + 600)))
+    db.commit()
+    standin.fault("scanner", "down")
+    assert standin.cli("monitor", "--once").code == 1
+    assert _service_alerts(standin) == []
+    # the window closed (or run out) and the service is still down: paged as usual
+    db.execute("DELETE FROM meta WHERE key=?", (PLANNED_KEY,))
+    db.commit()
+    standin.cli("monitor", "--once")
+    assert _service_alerts(standin) == ["FAILING: scanner"]

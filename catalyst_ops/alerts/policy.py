@@ -133,18 +133,51 @@ def _service_line(e: Event) -> str:
     return f"- {e.name}: failing ({e.detail})" + (f", {e.count} consecutive failed checks" if e.count > 1 else "")
 
 
+PLANNED_KEY = "planned_restart_until"  # meta: wall-clock end of a planned stack restart
+
+
+def planned_restart(db, seconds: float | None) -> None:
+    """Open (seconds) or close (None) the window of a planned stack restart (weekly maintenance, an
+    operator's `restart`): services seen down inside it are not alerted, since nobody needs paging for
+    a restart that was asked for. Wall-clock time: the monitor compares it with its own clock. A
+    window left by a killed process closes by itself."""
+    import time as _time
+
+    if seconds is None:
+        db.execute("DELETE FROM meta WHERE key=?", (PLANNED_KEY,))
+    else:
+        db.execute("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                   (PLANNED_KEY, repr(_time.time() + seconds)))
+
+
+def in_planned_restart(db) -> bool:
+    import time as _time
+
+    row = db.one("SELECT value FROM meta WHERE key=?", (PLANNED_KEY,))
+    try:
+        return row is not None and _time.time() < float(row["value"])
+    except (TypeError, ValueError):
+        return False
+
+
 def apply_services(cfg, db, results, source: str) -> list[int]:
-    """Apply the policy to one recorded sweep; enqueue one alert per severity. Returns the alert ids."""
+    """Apply the policy to one recorded sweep; enqueue one alert per severity. Returns the alert ids.
+    Inside a planned restart's window a failing service is left as it was (not alerted, not counted
+    as an episode); once the window closes a service still down is alerted as usual."""
     from catalyst_ops import health
 
     ensure(db)
     now = clock.timestamp()
     a = cfg.alerts
     events: list[Event] = []
+    planned = in_planned_restart(db)
     with db.transaction() as conn:
         counts = {r["service"]: r["consecutive_failures"] for r in conn.execute("SELECT service, consecutive_failures FROM service_state")}
         for r in results:
             state = "failed" if r.failed else "degraded" if r.state == health.DEGRADED else "ok"
+            if planned and state != "ok":
+                log.info("%s is %s during a planned restart: not alerted", r.service, r.state)
+                continue
             e = decide(conn, f"service:{r.service}", r.service, state, counts.get(r.service, 1 if r.failed else 0),
                        f"{r.state}: {r.detail}" if r.detail else r.state, now, a.repeat_every, a.cooldown)
             if e:
