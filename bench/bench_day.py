@@ -6,7 +6,7 @@ crontab's lines (catalyst_ops/schedule.py JOBS, which templates/crontab.j2 is te
 on a normal trading day (Tuesday 2026-11-24 by default), in time order, each as its own process
 with `--now` at its firing time, exactly as cron starts it: health every 5 minutes (288),
 market-open 09:30, the 11:00 and 13:00 scans, market-close at 13:00 (the early-close probe: a
-skip) and 16:00, backup 23:00, rotate-logs 03:00 (on a logrotate config like the role's, for the
+skip) and 16:00, backup 23:00, rotate-logs 03:02 (on a logrotate config like the role's, for the
 stand-in's log dir); weekly-maintenance fires on Sundays only and is left out of a Tuesday.
 Each child's CPU seconds (user + system) and peak RSS come from os.wait4 (its own getrusage).
 

@@ -165,7 +165,7 @@ def fill(db_path: Path, end: float, days: int, monitor_interval: float, tpl: dic
         def at(hm: str) -> float:
             return datetime.combine(day, dtime.fromisoformat(hm), ET).timestamp()
 
-        jobs = [("backup", "23:00", 95), ("rotate-logs", "03:00", 1), ("report", "17:30", 4)]
+        jobs = [("backup", "23:00", 95), ("rotate-logs", "03:02", 1), ("report", "17:30", 4)]
         if day.weekday() < 5:
             jobs += [("market-open", "09:30", 120), ("scan", "11:00", 110), ("scan", "13:00", 110),
                      ("market-close", "13:00", 1), ("market-close", "16:00", 8)]

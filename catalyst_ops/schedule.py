@@ -40,7 +40,9 @@ JOBS: tuple[Job, ...] = (
     Job("market-close", "0 13,16 * * 1-5", ("market-close",), "market-close.log", "market-close"),
     Job("backup", "0 23 * * *", ("backup",), "backup.log"),
     Job("weekly-maintenance", "0 2 * * 0", ("weekly-maintenance",), "weekly-maintenance.log"),
-    Job("rotate-logs", "0 3 * * *", ("rotate-logs",), "rotate-logs.log"),
+    # 03:02, off the */5 grid: logrotate renames a log and creates the new one; a job opening its log
+    # (cron's >>) in between would create the file itself, and logrotate's create would then fail
+    Job("rotate-logs", "2 3 * * *", ("rotate-logs",), "rotate-logs.log"),
     # the weekly review, once Sunday's maintenance and log rotation are done
     Job("report-weekly", "0 6 * * 0", ("report", "weekly", "--save", "--mail"), "report-weekly.log"),
 )

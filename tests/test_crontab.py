@@ -54,7 +54,7 @@ def test_times_and_days():
     assert str(by_name["weekly-maintenance"].slices) == "0 2 * * 0"
     assert str(by_name["health"].slices) == "*/5 * * * *"
     assert str(by_name["backup"].slices) == "0 23 * * *"
-    assert str(by_name["rotate-logs"].slices) == "0 3 * * *"
+    assert str(by_name["rotate-logs"].slices) == "2 3 * * *"
     assert "--logrotate-config /etc/logrotate.d/catalyst" in by_name["rotate-logs"].command
     # the weekly review: Sunday, after weekly maintenance (02:00) and log rotation (03:00)
     assert str(by_name["report-weekly"].slices) == "0 6 * * 0"
