@@ -234,3 +234,20 @@ def test_a_planned_restart_is_not_paged_but_a_service_still_down_after_it_is(sta
     db.commit()
     standin.cli("monitor", "--once")
     assert _service_alerts(standin) == ["FAILING: scanner"]
+
+
+def test_the_health_job_does_not_restart_inside_a_planned_restart(standin):
+    from catalyst_ops.alerts.policy import PLANNED_KEY
+
+    assert standin.cli("health").code == 0  # the state DB exists
+    db = sqlite3.connect(standin.state_db)
+    db.execute("INSERT INTO meta(key, value) VALUES (?, ?)", (PLANNED_KEY, repr(time.time() + 600)))
+    db.commit()
+    standin.fault("scanner", "down")
+    res = standin.cli("health", "--json")
+    assert res.code == 1 and json.loads(res.out)["restarts"] == [], res.text
+    assert "planned stack restart is in progress" in res.err
+    db.execute("DELETE FROM meta")
+    db.commit()
+    res = standin.cli("health", "--json")
+    assert [r["outcome"] for r in json.loads(res.out)["restarts"]] == ["recovered"], res.text

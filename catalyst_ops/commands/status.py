@@ -82,7 +82,15 @@ def run_health(ctx, args: argparse.Namespace) -> int:
             log.warning("%s is degraded (%s): reported, not restarted", r.service, r.detail)
         outcomes = []
         if failed and not args.no_restart:
-            outcomes = control.restart_failed(ctx.cfg, ctx.db, failed, dry_run=args.dry_run)
+            from catalyst_ops.alerts.policy import in_planned_restart
+
+            if in_planned_restart(ctx.db):
+                # weekly maintenance (or the operator) is restarting the stack right now: restarting
+                # its services again would only fight it; the next run sees how it ended
+                log.warning("a planned stack restart is in progress: not restarting %s",
+                            ", ".join(r.service for r in failed))
+            else:
+                outcomes = control.restart_failed(ctx.cfg, ctx.db, failed, dry_run=args.dry_run)
         _hooks_after_health(ctx, results, outcomes)
         _print_results(ctx, results, {"restarts": [o.__dict__ for o in outcomes]})
         if outcomes and not ctx.as_json:
