@@ -17,6 +17,7 @@ import pytest
 PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY") or Path(__file__).resolve().parents[3])
 sys.path.insert(0, str(PROJECT))  # catalyst_ops (pgcluster, schema fixture, cron parser) from this checkout
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.append(str(PROJECT / "tests"))  # smtpserver.make_cert: the suite's throw-away certificate
 
 import drill as d  # noqa: E402
 
@@ -46,6 +47,9 @@ def drill():
     pg = d.Postgres()
     started = time.monotonic()
     try:
+        # the droplet trusts the relay's certificate as an operator trusts a private relay's CA
+        # (molecule.yml: alerts.ca_file); STARTTLS verifies it, AUTH only after TLS
+        droplet.sh(f"install -D -m 0644 /dev/stdin {d.RELAY_CA}", input=smtp.cert.read_text())
         smtp.start()
         pg.setup()
         # The operator's stack .env carries DATABASE_URL (the stand-in role wrote a placeholder);

@@ -34,6 +34,7 @@ STANDIN_DIR = "/var/lib/catalyst/standin"
 ENV_FILE = "/opt/catalyst/.env"
 BACKUP_DIR = "/backups/catalyst"
 SMTP_PORT = 2626
+RELAY_CA = "/etc/catalyst/drill-relay-ca.pem"  # molecule.yml: catalyst_ops_settings.alerts.ca_file
 BROKER_URL = "http://127.0.0.1:16410"
 WORKFLOW_URL = "http://127.0.0.1:16406"
 # generous bounds: the machine is shared; every wait polls and returns as soon as it holds
@@ -237,24 +238,51 @@ class Mail:
     ids: list[int]
     text: str
     rcpt: list[str]
+    tls: bool = False  # the session had switched to TLS (STARTTLS) before the message
+    login: str = ""  # the user the session authenticated as
 
 
 class SMTPSink:
-    """aiosmtpd on 127.0.0.1:PORT, a plain local relay (as the droplet's config says: no TLS, no
-    login); keeps every message and appends it to a JSONL log. Stop/start keeps the same port."""
+    """aiosmtpd on 127.0.0.1:PORT as a real provider's submission port: STARTTLS required (a
+    throw-away certificate for localhost/127.0.0.1, which the droplet trusts through
+    alerts.ca_file), AUTH required and only after TLS, one user. Keeps every message with how it
+    came (TLS, login) and appends it to a JSONL log. Stop/start keeps the same port and certificate."""
+
+    USER = "drill-relay@example.com"
+    PASSWORD = "drill-Relay-Pw-4471"
 
     def __init__(self, port: int, log_path: Path):
+        import ssl
+
+        from smtpserver import make_cert  # tests/smtpserver.py: the suite's own throw-away certificate
+
         self.port = port
         self.log_path = log_path
         self.mails: list[Mail] = []
+        self.bad_logins = 0
         self._lock = threading.Lock()
         self._controller = None
+        self.cert, key = make_cert(log_path.parent / "relay-tls")
+        self._tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self._tls.load_cert_chain(self.cert, key)
+
+    def _auth(self, server, session, envelope, mechanism, auth_data):
+        from aiosmtpd.smtp import AuthResult, LoginPassword
+
+        ok = (isinstance(auth_data, LoginPassword) and auth_data.login.decode() == self.USER
+              and auth_data.password.decode() == self.PASSWORD)
+        if not ok:
+            with self._lock:
+                self.bad_logins += 1
+        return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
 
     async def handle_DATA(self, server, session, envelope):
         msg = email.message_from_bytes(envelope.original_content or envelope.content, policy=email.policy.default)
         ids = [int(x) for x in str(msg.get("X-Catalyst-Alert-Ids", "")).split(",") if x.strip().isdigit()]
         body = msg.get_body(("plain",))
-        m = Mail(time.time(), str(msg["Subject"]), ids, body.get_content() if body else "", list(envelope.rcpt_tos))
+        login = session.auth_data.login.decode() if session.authenticated and session.auth_data is not None else ""
+        m = Mail(time.time(), str(msg["Subject"]), ids, body.get_content() if body else "", list(envelope.rcpt_tos),
+                 tls=session.ssl is not None, login=login)
         with self._lock:
             self.mails.append(m)
         with open(self.log_path, "a") as fh:
@@ -267,7 +295,9 @@ class SMTPSink:
         deadline = time.monotonic() + 30
         while True:  # the port may linger for a moment after a stop
             try:
-                self._controller = Controller(self, hostname="127.0.0.1", port=self.port, ready_timeout=10)
+                self._controller = Controller(self, hostname="127.0.0.1", port=self.port, server_hostname="localhost",
+                                              tls_context=self._tls, require_starttls=True, authenticator=self._auth,
+                                              auth_required=True, auth_require_tls=True, ready_timeout=10)
                 self._controller.start()
                 return
             except Exception:
@@ -333,6 +363,23 @@ class Postgres:
 
     def stop(self) -> None:
         self.cluster.stop("fast")
+
+    def kill(self) -> list[int]:
+        """SIGKILL the postmaster and every backend at once, as the OOM killer would: no shutdown, no
+        checkpoint; the next start recovers from the WAL. Returns the pids killed."""
+        import signal as _signal
+
+        pid = int((self.cluster.datadir / "postmaster.pid").read_text().split()[0])
+        kids = [int(p) for p in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()]
+        for p in [pid, *kids]:
+            try:
+                os.kill(p, _signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            time.sleep(0.05)
+        return [pid, *kids]
 
     def start(self) -> None:
         self.cluster.start()

@@ -339,6 +339,202 @@ def test_91_backup_partition_nearly_full(drill):
     backup_fault(dr, "backup partition nearly full", day, inject, heal, 1, "")
 
 
+def test_92_postgres_killed_in_the_middle_of_a_dump(drill):
+    """PostgreSQL SIGKILLed (postmaster and backends, as the OOM killer would) while pg_dump copies a
+    table big enough that the dump takes seconds: no file that looks like a backup is left, one
+    alert; after PostgreSQL's crash recovery the cron line's next backup is good and verified."""
+    import threading
+
+    import psycopg2
+
+    dr = drill
+    day = dr.day.fromordinal(dr.day.toordinal() + 2)
+    conn = psycopg2.connect(dr.pg.cluster.url(dr.pg.DB, dr.pg.USER, dr.pg.PASSWORD, sslmode="disable"))
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE drill_ballast AS SELECT g AS id, md5(g::text) AS a, md5((g * 7)::text) AS b"
+                    " FROM generate_series(1, 1000000) g")
+        cur.execute("SELECT pg_size_pretty(pg_total_relation_size('drill_ballast'))")
+        ballast = cur.fetchone()[0]
+    conn.close()
+    seen: dict = {}
+
+    def kill_when_copying():
+        watch = psycopg2.connect(dr.pg.cluster.url(dr.pg.DB, dr.pg.USER, dr.pg.PASSWORD, sslmode="disable"))
+        watch.autocommit = True
+        try:
+            def copying():
+                with watch.cursor() as cur:
+                    cur.execute("SELECT pid FROM pg_stat_activity WHERE state = 'active'"
+                                " AND query LIKE 'COPY public.drill_ballast %%'")
+                    return cur.fetchall()
+            d.wait_until("pg_dump copying drill_ballast", copying, 120, 0.05)
+        finally:
+            watch.close()
+        partial = dr.droplet.sh(f"ls -A {d.BACKUP_DIR} | grep -c '\\.partial' || true").stdout.strip()
+        seen["partial_during_dump"] = partial
+        seen["killed"] = dr.pg.kill()
+
+    killer = threading.Thread(target=kill_when_copying, daemon=True)
+
+    def heal():
+        killer.join(timeout=130)
+        if seen.get("killed"):
+            dr.pg.start()  # crash recovery from the WAL, as after an OOM kill
+
+    backup_fault(dr, f"PostgreSQL SIGKILLed mid-dump ({ballast} table)", day, killer.start, heal, 3, "pg_dump failed")
+    assert seen.get("killed"), f"PostgreSQL was not killed during the dump: {seen}"
+    assert seen["partial_during_dump"] == "1", f"the dump was not being written when PostgreSQL died: {seen}"
+    good = dr.droplet.q("SELECT path, detail, verified FROM backups WHERE status='ok' ORDER BY id DESC LIMIT 1")[0]
+    name = good["path"].rsplit("/", 1)[1]
+    dr.droplet.sh(f"cd {d.BACKUP_DIR} && sha256sum -c --quiet {name}.sha256")
+    counts = json.loads(good["detail"])["row_counts"]
+    assert counts.get("public.drill_ballast") == 1000000, counts
+    # the archive the next run made holds the ballast's data (the droplet's own pg_restore reads it)
+    listing = dr.droplet.sh(f"PATH=$PATH:$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1); "
+                            f"pg_restore --list {d.BACKUP_DIR}/{name} | grep -c 'TABLE DATA public drill_ballast'",
+                            check=False).stdout.strip()
+    assert listing == "1", f"pg_restore --list {name}: {listing!r}"
+    d.REPORT.notes.append(f"mid-dump kill: PostgreSQL pids {seen['killed']} killed while COPY drill_ballast ran; "
+                          f"next backup {name} verified ({json.loads(good['detail'])['seconds']} s)")
+    conn = psycopg2.connect(dr.pg.cluster.url(dr.pg.DB, dr.pg.USER, dr.pg.PASSWORD, sslmode="disable"))
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("DROP TABLE drill_ballast")  # later rows stay quick
+    conn.close()
+
+
+def test_93_weekly_maintenance_and_rotation_through_their_cron_lines(drill):
+    """The Sunday 02:00 line (weekly-maintenance: backup, pruning, planned stack restart) and the
+    03:02 line (rotate-logs: logrotate with the role's config) run as cron runs them, while a job
+    that began before the rotation goes on appending numbered lines to its log: every line is
+    found exactly once, in the live file or the renamed one."""
+    from datetime import timedelta
+
+    dr = drill
+    first = max_alert_id(dr)
+    wait_outbox_empty(dr)
+    sunday = dr.day - timedelta(days=dr.day.weekday() + 1)  # the Sunday before the drill day: in the past
+    before = last_run_id(dr)
+    t0 = time.monotonic()
+    run = dr.cron.run_slot(d.at(sunday, "02:00"))
+    assert run.results == {"health": 0, "weekly-maintenance": 0}, run.results
+    t_maint = time.monotonic() - t0
+    wm = job_run(dr, "weekly-maintenance", before)
+    assert wm["status"] == "ok", wm
+    planned = dr.droplet.q("SELECT COUNT(*) AS n FROM restarts WHERE planned=1 AND reason='weekly-maintenance'")[0]["n"]
+    assert planned >= 1, "weekly-maintenance did not restart the stack"
+    for svc, port in PORT.items():
+        d.wait_until(f"{svc} healthy after the planned restart", lambda: healthy(port), 60)
+
+    # logrotate's own record says these logs were rotated two days ago, so `daily` is due now (the
+    # droplet's logrotate.timer may have run at boot)
+    dr.droplet.py(
+        "import json, re, datetime as dt\n"
+        "p = '/var/lib/logrotate/status'\n"
+        "try:\n    lines = open(p).read().splitlines()\nexcept FileNotFoundError:\n    lines = ['logrotate state -- version 2']\n"
+        "d = dt.date.today() - dt.timedelta(days=2)\n"
+        "lines = [ln for ln in lines if '/var/log/catalyst/' not in ln]\n"
+        "import glob\n"
+        "lines += [f'\"{f}\" {d.year}-{d.month}-{d.day}-3:0:0' for f in sorted(glob.glob('/var/log/catalyst/*.log'))]\n"
+        "lines.append(f'\"/var/log/catalyst/drill-writer.log\" {d.year}-{d.month}-{d.day}-3:0:0')\n"
+        "open(p, 'w').write('\\n'.join(lines) + '\\n')\n"
+        "print(json.dumps(len(lines)))\n")
+    n = 20000
+    # a job that started before the rotation: one `>>` open for its whole run, as cron's redirection
+    writer = ("python3 -c 'import sys, time\n"
+              f"for i in range({n}):\n"
+              "    sys.stdout.write(f\"drill line {i}\\n\"); sys.stdout.flush()\n"
+              "    time.sleep(0.0002 if i % 20 else 0.004)\n' >> /var/log/catalyst/drill-writer.log 2>&1")
+    dr.droplet.sh(f"rm -f /var/log/catalyst/drill-writer.log*; nohup sh -c {d.shlex.quote(writer)} "
+                  "> /dev/null 2>&1 & echo $! > /tmp/drill-writer.pid")
+    d.wait_until("the writer's first lines", lambda: dr.droplet.sh(
+        "test -s /var/log/catalyst/drill-writer.log", check=False).returncode == 0, 30, 0.1)
+    before = last_run_id(dr)
+    rotate_day = dr.day + timedelta(days=1)
+    run = dr.cron.run_slot(d.at(rotate_day, "03:02"))
+    assert run.results == {"rotate-logs": 0}, run.results
+    writing = dr.droplet.sh("kill -0 $(cat /tmp/drill-writer.pid) 2>/dev/null && echo yes || echo no").stdout.strip()
+    d.wait_until("the writer to finish", lambda: dr.droplet.sh(
+        "kill -0 $(cat /tmp/drill-writer.pid) 2>/dev/null", check=False).returncode != 0, 120, 0.2)
+    assert job_run(dr, "rotate-logs", before)["status"] == "ok"
+    files = dr.droplet.sh("cd /var/log/catalyst && ls drill-writer.log* health.log*").stdout.split()
+    stamp = dr.droplet.sh("date +%Y%m%d").stdout.strip()
+    assert f"drill-writer.log-{stamp}" in files and f"health.log-{stamp}" in files, files
+    counts = dr.droplet.py(
+        "import glob, gzip, json, os, stat\n"
+        "got = []\n"
+        "for f in glob.glob('/var/log/catalyst/drill-writer.log*'):\n"
+        "    data = gzip.open(f).read() if f.endswith('.gz') else open(f, 'rb').read()\n"
+        "    got += [int(ln.split()[-1]) for ln in data.decode().splitlines() if ln.startswith('drill line ')]\n"
+        "st = os.stat('/var/log/catalyst/health.log')\n"
+        "print(json.dumps({'lines': len(got), 'distinct': len(set(got)), 'max': max(got),\n"
+        "                  'live': sum(1 for _ in open('/var/log/catalyst/drill-writer.log')),\n"
+        "                  'health_mode': oct(stat.S_IMODE(st.st_mode)), 'health_uid': st.st_uid}))\n")
+    assert writing == "yes", "the writer had finished before the rotation: the row would prove nothing"
+    assert counts["lines"] == n and counts["distinct"] == n, f"lines lost or doubled across the rotation: {counts}"
+    assert counts["health_mode"] == "0o640" and counts["health_uid"] == 0, counts
+    dr.droplet.sh("rm -f /var/log/catalyst/drill-writer.log*")
+    assert_each_once(dr, first)
+    raised = [r["subject"] for r in alerts_after(dr, first)]
+    assert not any(s.startswith("FAILING") for s in raised), f"the planned restart raised failure alerts: {raised}"
+    d.REPORT.rows.append(d.Row(
+        "weekly-maintenance and rotate-logs from cron", f"{sunday} 02:00; {rotate_day} 03:02",
+        f"maintenance ok in {fmt_s(t_maint)} (backup, prune, stack restarted); logrotate renamed the logs;"
+        f" {n} lines of a job writing across it: all there once ({counts['live']} after the rename)",
+        ", ".join(raised) or "none (planned)", "-"))
+
+
+def test_94_log_partition_full_while_jobs_write(drill):
+    """/var/log/catalyst full (a small tmpfs, filled) while cron's jobs append to it: a killed
+    service is still restarted by the health line, whose exit codes stay right; one JOB LOGS NOT
+    WRITTEN warning, one RECOVERED when the partition has room again."""
+    dr = drill
+    first = max_alert_id(dr)
+    wait_outbox_empty(dr)
+    before = last_run_id(dr)
+    t0, w0 = time.monotonic(), time.time()
+    dr.droplet.sh("mount -t tmpfs -o size=256k,mode=0750 catalyst-drill-logs /var/log/catalyst && "
+                  "(head -c 1M /dev/zero > /var/log/catalyst/filler 2>/dev/null; true) && "
+                  "test $(df --output=avail -B1 /var/log/catalyst | tail -n 1) -eq 0")
+    try:
+        dr.droplet.kill_main(f"catalyst-{SCANNER}.service")
+        failing = wait_alert(dr, first, SCANNER, "failing")
+        run = dr.cron.run_slot(d.at(dr.day2, "10:10"), only={"health"})
+        assert run.results["health"] == 1, f"the health job on a full log partition: {run.results}"
+        restart = dr.droplet.q("SELECT outcome FROM restarts WHERE service=? ORDER BY id DESC LIMIT 1", (SCANNER,))
+        assert restart and restart[0]["outcome"] == "recovered", restart
+        assert healthy(PORT[SCANNER])
+        t_back = time.monotonic()
+        runs = dr.droplet.q("SELECT exit_code, output_tail FROM job_runs WHERE job='health' AND id>? ORDER BY id",
+                            (before,))
+        assert runs and SCANNER in (runs[-1]["output_tail"] or ""), runs  # its lines kept in the state DB
+        full = d.wait_until("the log-write alert", lambda: [r for r in alerts_after(dr, first)
+                                                            if r["subject_key"] == "job-log-write"])
+        assert "No space left on device" in full[0]["subject"], full
+        t_full_mail = wait_mailed(dr, [full[0]["id"]]) - w0
+        run = dr.cron.run_slot(d.at(dr.day2, "10:15"), only={"health"})  # still full: no second alert
+        assert run.results["health"] == 0, run.results
+    finally:
+        dr.droplet.sh("umount /var/log/catalyst", check=False)
+    t_heal = time.monotonic()
+    run = dr.cron.run_slot(d.at(dr.day2, "10:20"), only={"health"})
+    assert run.results["health"] == 0, run.results
+    back = d.wait_until("the log-write all-clear", lambda: [r for r in alerts_after(dr, first)
+                                                            if r["subject"] == "RECOVERED: job logs are written again"])
+    recovered = wait_alert(dr, first, SCANNER, "recovered")
+    wait_mailed(dr, [failing["id"], recovered["id"], full[0]["id"], back[0]["id"]])
+    assert_each_once(dr, first)
+    rows = alerts_after(dr, first)
+    assert len([r for r in rows if r["subject_key"] == "job-log-write"]) == 2, [r["subject"] for r in rows]
+    one_episode(rows, SCANNER)
+    d.REPORT.rows.append(d.Row(
+        "log partition full (tmpfs, 0 bytes free)", f"{dr.day2} 10:10-10:20",
+        f"health restarted {SCANNER} (exit 1, then 0); lines kept in job_runs",
+        f"FAILING + RECOVERED {SCANNER}; JOB LOGS NOT WRITTEN once (mailed +{fmt_s(t_full_mail)}); logs RECOVERED",
+        f"{fmt_s(t_back - t0)} to healthy; all-clear {fmt_s(time.monotonic() - t_heal)} after room"))
+
+
 def test_95_monitor_killed(drill):
     dr = drill
     unit = "catalyst-monitor.service"
@@ -538,6 +734,37 @@ def test_97_emergency_stop_survives_site_yml(drill):
         f"halt kept, {len(runs)} trading runs skipped, 0 positions",
         "EMERGENCY STOP (critical)",
         f"stop {fmt_s(t_stop - t0)}; site.yml re-run {fmt_s(rerun)}"))
+
+
+def test_98_every_alert_went_over_starttls_with_auth(drill):
+    """The relay is a provider's submission port: STARTTLS, then AUTH. Every message of the drill came
+    that way, and the relay really refuses the alternatives (so this row cannot pass vacuously)."""
+    import smtplib
+    import ssl
+
+    dr = drill
+    mails = dr.smtp.snapshot()
+    assert mails, "no email arrived during the drill"
+    plain = [m.subject for m in mails if not m.tls]
+    anon = [m.subject for m in mails if m.login != d.SMTPSink.USER]
+    assert not plain, f"messages that did not come over TLS: {plain}"
+    assert not anon, f"messages that did not authenticate as {d.SMTPSink.USER}: {anon}"
+    assert dr.smtp.bad_logins == 0, f"{dr.smtp.bad_logins} failed logins"
+    refused = []
+    with smtplib.SMTP("127.0.0.1", d.SMTP_PORT, timeout=10) as s:  # no STARTTLS: mail refused
+        s.ehlo()
+        code, _ = s.mail("probe@example.com")
+        refused.append(code)
+    with smtplib.SMTP("127.0.0.1", d.SMTP_PORT, timeout=10) as s:  # TLS, no AUTH: mail refused
+        s.starttls(context=ssl.create_default_context(cafile=str(dr.smtp.cert)))
+        s.ehlo()
+        code, _ = s.mail("probe@example.com")
+        refused.append(code)
+    assert all(c >= 500 for c in refused), f"the relay accepted mail without TLS or AUTH: {refused}"
+    d.REPORT.rows.append(d.Row(
+        "relay requires STARTTLS + AUTH", "whole drill",
+        f"{len(mails)} emails, all STARTTLS (CA from alerts.ca_file), all AUTH as {d.SMTPSink.USER}; 0 bad logins",
+        f"plain and unauthenticated MAIL refused ({', '.join(map(str, refused))})", "-"))
 
 
 def test_99_nothing_lost(drill):
