@@ -46,7 +46,10 @@ PARTIAL_MARK = ".partial"
 # pg_dump/pg_restore stderr that means the server went away, not that the dump is bad
 _UNREACHABLE = ("could not connect", "connection refused", "server closed the connection", "terminating connection",
                 "could not translate host name", "no route to host", "connection timed out", "timeout expired",
-                "the database system is shutting down", "the database system is starting up")
+                "the database system is shutting down", "the database system is starting up",
+                # the server died under an SSL connection (a managed database requires SSL): libpq sees EOF
+                "ssl syscall error", "ssl connection has been closed unexpectedly", "connection to server was lost",
+                "could not receive data from server", "terminating connection due to administrator command")
 
 
 class BackupFailed(OpsError):

@@ -338,3 +338,21 @@ def test_configuration_errors_are_one_line_exit_2(pgdb, tmp_path):
     assert "Traceback" not in res.err
     res = run_cli("backup", "restore", "no-such.dump", "--target-db", "x", config=pgdb.config)
     assert res.code == 2 and "no such backup file" in res.err
+
+
+def test_a_server_that_dies_mid_dump_is_unreachable_not_a_bad_dump():
+    """What pg_dump prints when PostgreSQL is killed while it copies a table (the fire drill's
+    SIGKILL row, over SSL and without): exit 3 (could not run), as for a server that is down."""
+    from catalyst_ops.backup import _is_unreachable
+
+    for stderr in (
+        'pg_dump: error: Dumping the contents of table "drill_ballast" failed: PQgetCopyData() failed.\n'
+        "pg_dump: detail: Error message from server: SSL SYSCALL error: EOF detected\n",
+        "pg_dump: error: Dumping the contents of table \"t\" failed: PQgetCopyData() failed.\n"
+        "pg_dump: detail: Error message from server: server closed the connection unexpectedly\n",
+        "pg_dump: error: query failed: SSL connection has been closed unexpectedly\n",
+        "pg_dump: error: connection to server was lost\n",
+    ):
+        assert _is_unreachable(stderr), stderr
+    assert not _is_unreachable("pg_dump: error: could not write to output file: No space left on device\n")
+    assert not _is_unreachable('pg_dump: error: permission denied for table "secrets"\n')
