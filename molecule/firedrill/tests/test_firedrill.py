@@ -481,15 +481,18 @@ def test_93_weekly_maintenance_and_rotation_through_their_cron_lines(drill):
     d.REPORT.rows.append(d.Row(
         "weekly-maintenance and rotate-logs from cron", f"{sunday} 02:00; {rotate_day} 03:02",
         f"maintenance ok in {fmt_s(t_maint)} (backup, prune, stack restarted); logrotate renamed the logs;"
-        f" {n} lines of a job writing across it: all there once ({counts['live']} after the rename)",
+        f" a job writing across it: all {n} lines there once ({n - counts['live']} in the renamed file its"
+        f" open file followed, {counts['live']} in the new one)",
         ", ".join(raised) or "none (planned)", "-"))
 
 
 def test_94_log_partition_full_while_jobs_write(drill):
     """/var/log/catalyst full (a small tmpfs, filled) while cron's jobs append to it: a killed
-    service is still restarted by the health line, whose exit codes stay right; one JOB LOGS NOT
+    service (trading) is still restarted by the health line, whose exit codes stay right; one JOB LOGS NOT
     WRITTEN warning, one RECOVERED when the partition has room again."""
     dr = drill
+    # a service not alerted yet today: the alert cooldown would hold back a second episode of scanner
+    FULL_SVC = "trading"
     first = max_alert_id(dr)
     wait_outbox_empty(dr)
     before = last_run_id(dr)
@@ -498,17 +501,17 @@ def test_94_log_partition_full_while_jobs_write(drill):
                   "(head -c 1M /dev/zero > /var/log/catalyst/filler 2>/dev/null; true) && "
                   "test $(df --output=avail -B1 /var/log/catalyst | tail -n 1) -eq 0")
     try:
-        dr.droplet.kill_main(f"catalyst-{SCANNER}.service")
-        failing = wait_alert(dr, first, SCANNER, "failing")
+        dr.droplet.kill_main(f"catalyst-{FULL_SVC}.service")
+        failing = wait_alert(dr, first, FULL_SVC, "failing")
         run = dr.cron.run_slot(d.at(dr.day2, "10:10"), only={"health"})
         assert run.results["health"] == 1, f"the health job on a full log partition: {run.results}"
-        restart = dr.droplet.q("SELECT outcome FROM restarts WHERE service=? ORDER BY id DESC LIMIT 1", (SCANNER,))
+        restart = dr.droplet.q("SELECT outcome FROM restarts WHERE service=? ORDER BY id DESC LIMIT 1", (FULL_SVC,))
         assert restart and restart[0]["outcome"] == "recovered", restart
-        assert healthy(PORT[SCANNER])
+        assert healthy(PORT[FULL_SVC])
         t_back = time.monotonic()
         runs = dr.droplet.q("SELECT exit_code, output_tail FROM job_runs WHERE job='health' AND id>? ORDER BY id",
                             (before,))
-        assert runs and SCANNER in (runs[-1]["output_tail"] or ""), runs  # its lines kept in the state DB
+        assert runs and FULL_SVC in (runs[-1]["output_tail"] or ""), runs  # its lines kept in the state DB
         full = d.wait_until("the log-write alert", lambda: [r for r in alerts_after(dr, first)
                                                             if r["subject_key"] == "job-log-write"])
         assert "No space left on device" in full[0]["subject"], full
@@ -522,16 +525,16 @@ def test_94_log_partition_full_while_jobs_write(drill):
     assert run.results["health"] == 0, run.results
     back = d.wait_until("the log-write all-clear", lambda: [r for r in alerts_after(dr, first)
                                                             if r["subject"] == "RECOVERED: job logs are written again"])
-    recovered = wait_alert(dr, first, SCANNER, "recovered")
+    recovered = wait_alert(dr, first, FULL_SVC, "recovered")
     wait_mailed(dr, [failing["id"], recovered["id"], full[0]["id"], back[0]["id"]])
     assert_each_once(dr, first)
     rows = alerts_after(dr, first)
     assert len([r for r in rows if r["subject_key"] == "job-log-write"]) == 2, [r["subject"] for r in rows]
-    one_episode(rows, SCANNER)
+    one_episode(rows, FULL_SVC)
     d.REPORT.rows.append(d.Row(
         "log partition full (tmpfs, 0 bytes free)", f"{dr.day2} 10:10-10:20",
-        f"health restarted {SCANNER} (exit 1, then 0); lines kept in job_runs",
-        f"FAILING + RECOVERED {SCANNER}; JOB LOGS NOT WRITTEN once (mailed +{fmt_s(t_full_mail)}); logs RECOVERED",
+        f"health restarted {FULL_SVC} (exit 1, then 0); lines kept in job_runs",
+        f"FAILING + RECOVERED {FULL_SVC}; JOB LOGS NOT WRITTEN once (mailed +{fmt_s(t_full_mail)}); logs RECOVERED",
         f"{fmt_s(t_back - t0)} to healthy; all-clear {fmt_s(time.monotonic() - t_heal)} after room"))
 
 
