@@ -255,6 +255,8 @@ class MetricsConfig:
     estimated_close_reasons: list[str] = field(default_factory=lambda: list(ESTIMATED_REASONS))
     # count estimates as trades in the figures and the verdict (they are always shown apart)
     include_estimates: bool = False
+    # keep the figures of trades older than an hour in the state DB, checked by a fingerprint each run
+    cache: bool = True
     starting_equity: float = field(default=100000.0, **_meta(min=0.01))
     min_win_rate: float = field(default=0.50, **_meta(min=0, max=1))
     min_risk_reward: float = field(default=1.5, **_meta(min=0))

@@ -3,7 +3,10 @@
 Trades come from ONE configurable query (metrics.trades_query) returning the columns
 pnl, entry_time, exit_time, symbol, risk_amount. Everything is aggregated inside PostgreSQL
 in a single pass (window functions for the equity curve), so the memory of this process does
-not grow with the number of trades and the query runs once.
+not grow with the number of trades and the query runs once (twice with the cache: its check,
+then the newer trades). Without a `since`, the figures of trades closed more than an hour before
+the run are kept in the state DB (metrics_cache) and reused while a fingerprint of those trades
+still matches (see _SQL's comment), so a run sends only the newer trades through the windows.
 
 The query may also return close_reason, entry_price and exit_price (the default does): then
 upstream's close reasons are read as catalyst_ops/closes.py describes. Which columns the query
@@ -41,9 +44,11 @@ rounded to cents.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
+import sqlite3
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -58,26 +63,38 @@ log = logging.getLogger(__name__)
 # It is computed below a fence (OFFSET 0): a flattened subquery's column is re-evaluated at every
 # use above, which for this CASE costs a third more time at a million rows.
 # The rows pass once, in exit order, through two window levels (equity, then its running peak) and
-# end in ONE aggregate grouped by (class, sign of pnl): at most 28 small rows, each figure of the
-# report a sum, a max or a min of them (combine()). Grouping costs fewer transitions per row than
+# end in ONE aggregate grouped by (class, sign of pnl, old): at most 56 small rows, each figure of
+# the report a sum, a max or a min of them (combine()). Grouping costs fewer transitions per row than
 # two dozen FILTERed aggregates over all rows. The trading days are the local dates of the first
 # and last trade exit of each UTC day (local dates are monotone within a UTC day and take at most
 # two values there), so the exchange-zone conversion runs on a few hundred rows, not on every one.
+#
+# The cache (metrics_cache in the state DB; README "Metrics"). Rows whose exit time is before a
+# checkpoint (an hour before `until`) are "old": their groups, the equity curve's peak at the
+# checkpoint and a fingerprint of those rows (count and the sum of {fp}, a 64-bit hash of each
+# row's pnl, times, risk and close inputs) are kept. The next run checks the fingerprint with one
+# sort-free pass (_VERIFY_SQL) and, if it matches, sends only the rows from the checkpoint on
+# through the windows (`after`), the curve starting at the cached equity and peak (`equity0`,
+# `peak0`). Exit time is the first key of the windows' order, so the old rows are exactly a prefix
+# of it. A changed, added or removed old row changes the fingerprint and the figures are computed
+# from scratch. Without the cache: after = NULL, equity0 = peak0 = the starting equity.
 _SQL = """
-SELECT c, sign(pnl)::int2 AS s, count(*) AS n, sum(pnl) AS total, min(pnl) AS lo, max(pnl) AS hi,
+SELECT c, sign(pnl)::int2 AS s, old, count(*) AS n, sum(pnl) AS total, min(pnl) AS lo, max(pnl) AS hi,
        sum(pnl / risk_amount) FILTER (WHERE risk_amount > 0) AS r_sum,
        count(*) FILTER (WHERE risk_amount > 0) AS r_n,
        max(peak - equity) AS dd_amount, max((peak - equity) / peak) FILTER (WHERE peak > 0) AS dd,
        min(exit_time) AS first_exit, max(exit_time) AS last_exit, min(entry_time) AS first_entry,
-       array_agg((exit_time AT TIME ZONE %(tz)s)::date) FILTER (WHERE utc_day IS NOT NULL AND edge) AS days
+       array_agg((exit_time AT TIME ZONE %(tz)s)::date) FILTER (WHERE utc_day IS NOT NULL AND edge) AS days,
+       max(peak) AS peak_hi, sum(h) AS h
 FROM (
-    SELECT c, pnl, risk_amount, entry_time, exit_time, equity, utc_day,
+    SELECT c, pnl, risk_amount, entry_time, exit_time, equity, utc_day, h, old,
            utc_day IS DISTINCT FROM lag(utc_day) OVER w OR utc_day IS DISTINCT FROM lead(utc_day) OVER w AS edge,
-           GREATEST(%(start)s::float8, max(equity) OVER w) AS peak
+           GREATEST(%(peak0)s::float8, max(equity) OVER w) AS peak
     FROM (
-        SELECT c, pnl, risk_amount, entry_time, exit_time,
+        SELECT c, pnl, risk_amount, entry_time, exit_time, h,
+               coalesce(exit_time < %(checkpoint)s::timestamptz, false) AS old,
                CASE WHEN c < 3 THEN exit_time::date END AS utc_day,  -- the session's zone is UTC
-               %(start)s::float8 + coalesce(sum(CASE WHEN c < 3 THEN pnl END) OVER w, 0) AS equity
+               %(equity0)s::float8 + coalesce(sum(CASE WHEN c < 3 THEN pnl END) OVER w, 0) AS equity
         FROM (
             SELECT q.pnl::float8 AS pnl, q.risk_amount::float8 AS risk_amount,
                    q.entry_time::timestamptz AS entry_time, q.exit_time::timestamptz AS exit_time,
@@ -85,10 +102,12 @@ FROM (
                         ELSE CASE {est} WHEN 0 THEN 0 WHEN 3 THEN 5
                                   WHEN 1 THEN CASE WHEN %(include_estimates)s THEN 1 ELSE 3 END
                                   ELSE CASE WHEN %(include_estimates)s THEN 2 ELSE 4 END END
-                   END::int2 AS c
+                   END::int2 AS c,
+                   {fp} AS h
             FROM ({query}) AS q
             WHERE (q.exit_time IS NULL OR q.exit_time::timestamptz <= %(until)s)
               AND (%(since)s::timestamptz IS NULL OR q.exit_time IS NULL OR q.exit_time::timestamptz >= %(since)s::timestamptz)
+              AND (%(after)s::timestamptz IS NULL OR q.exit_time IS NULL OR q.exit_time::timestamptz >= %(after)s::timestamptz)
             ORDER BY 4, 3, 1  -- the windows' order, so they need no second sort above the fence
             OFFSET 0
         ) typed
@@ -96,7 +115,17 @@ FROM (
     ) e
     WINDOW w AS (ORDER BY exit_time, entry_time, pnl ROWS UNBOUNDED PRECEDING)
 ) d
-GROUP BY 1, 2
+GROUP BY 1, 2, 3
+"""
+
+# The check that the rows a cache covers are still the rows it was built from: their number and
+# the sum of a 64-bit hash of each row's inputs to the figures ({fp}, the same expression _SQL
+# sums per group). One sequential pass with no sort; the rows are the same set _SQL calls "old"
+# (exit time before the checkpoint; the cache is only used without `since`).
+_VERIFY_SQL = """
+SELECT count(*) AS n, sum({fp}) AS h
+FROM ({query}) AS q
+WHERE q.exit_time::timestamptz < %(after)s::timestamptz AND q.exit_time::timestamptz <= %(until)s
 """
 
 
@@ -197,6 +226,7 @@ class Report:
     last_exit: datetime | None = None
     crashes: int = 0
     crash_detail: dict = field(default_factory=dict)
+    cache: dict = field(default_factory=dict)  # how the figures were computed: metrics_cache (README "Metrics")
     gates: list[Gate] = field(default_factory=list)
     verdict: str = "NO-GO"
 
@@ -241,16 +271,203 @@ def _query_columns(cur, cfg, query: str) -> set[str]:
     return cols
 
 
-def _sql(query: str, cols: set[str]) -> str:
-    if not all(c in cols for c in OPTIONAL):
-        return _SQL.format(query=query, est="0")  # no close reasons: every complete row is a trade
-    return _SQL.format(query=query, est=closes.sql_code("q.close_reason", "q.pnl", "q.entry_price", "q.exit_price"))
+def _has_closes(cols) -> bool:
+    return all(c in cols for c in OPTIONAL)
+
+
+def _fp_expr(cols) -> str:
+    """The cache fingerprint's per-row hash over every input of the figures: pnl, both times, the
+    risk, the close reason, and whether exit price = entry price where the P&L is 0 (the one place
+    the close rule reads the prices). PostgreSQL 14+ (hash_record_extended)."""
+    fields = "q.pnl, q.entry_time, q.exit_time, q.risk_amount"
+    if _has_closes(cols):
+        fields += ", q.close_reason, CASE WHEN q.pnl = 0 THEN q.exit_price = q.entry_price END"
+    return f"hash_record_extended(ROW({fields}), 0)"
+
+
+def _sql(query: str, cols: set[str], fp: str | None = None) -> str:
+    # no close reasons: every complete row is a trade
+    est = closes.sql_code("q.close_reason", "q.pnl", "q.entry_price", "q.exit_price") if _has_closes(cols) else "0"
+    return _SQL.format(query=query, est=est, fp=fp or "NULL::int8")
+
+
+# ------------------------------------------------------------------ the cache
+
+CACHE_SCHEMA = "CREATE TABLE IF NOT EXISTS metrics_cache (key TEXT PRIMARY KEY, built_at REAL NOT NULL, payload TEXT NOT NULL);"
+CHECKPOINT_LAG = timedelta(hours=1)  # trades that closed in the last hour are never cached
+_CACHE_FORMAT = 1
+_GROUP_KEYS = ("c", "s", "n", "total", "lo", "hi", "r_sum", "r_n", "dd_amount", "dd",
+               "first_exit", "last_exit", "first_entry", "days")
+_TIMES = ("first_exit", "last_exit", "first_entry")
+
+
+def _none_add(a, b):
+    return b if a is None else a if b is None else a + b
+
+
+def _none_pick(fn, a, b):
+    return b if a is None else a if b is None else fn(a, b)
+
+
+def _merge(groups: list[dict]) -> list[dict]:
+    """Groups of the same (class, sign) folded into one: what combine() would make of them."""
+    out: dict = {}
+    for g in groups:
+        m = out.get((g["c"], g["s"]))
+        if m is None:
+            out[(g["c"], g["s"])] = dict({k: g[k] for k in _GROUP_KEYS}, days=sorted(set(g["days"] or [])))
+            continue
+        m["n"] += g["n"]
+        m["r_n"] += g["r_n"]
+        m["total"], m["r_sum"] = _none_add(m["total"], g["total"]), _none_add(m["r_sum"], g["r_sum"])
+        for k in ("lo", "first_exit", "first_entry"):
+            m[k] = _none_pick(min, m[k], g[k])
+        for k in ("hi", "dd_amount", "dd", "last_exit"):
+            m[k] = _none_pick(max, m[k], g[k])
+        m["days"] = sorted(set(m["days"]) | set(g["days"] or []))
+    return list(out.values())
+
+
+@dataclass
+class _Cache:
+    """The old rows' figures: groups (one per class and sign), the peak of the equity curve at the
+    checkpoint, and the fingerprint (row count, hash sum) of the rows before the checkpoint."""
+    checkpoint: datetime
+    groups: list[dict]
+    n: int
+    h: int
+    peak: float
+
+    @classmethod
+    def build(cls, groups: list[dict], checkpoint: datetime, peak: float) -> "_Cache":
+        return cls(checkpoint, [], 0, 0, peak).advanced(groups, checkpoint)
+
+    def advanced(self, groups: list[dict], checkpoint: datetime) -> "_Cache":
+        old = [g for g in groups if g["old"]]
+        return _Cache(checkpoint, _merge(self.groups + old), self.n + sum(g["n"] for g in old),
+                      self.h + sum(int(g["h"] or 0) for g in old),
+                      max([self.peak] + [g["peak_hi"] for g in old if g["peak_hi"] is not None]))
+
+    def equity(self, start: float) -> float:
+        return start + sum(g["total"] or 0 for g in self.groups if g["c"] < 3)
+
+    def dump(self) -> str:
+        def group(g):
+            return dict(g, days=[d.isoformat() for d in g["days"]],
+                        **{k: g[k].isoformat() if g[k] is not None else None for k in _TIMES})
+
+        return json.dumps({"format": _CACHE_FORMAT, "checkpoint": self.checkpoint.isoformat(), "n": self.n,
+                           "h": self.h, "peak": self.peak, "groups": [group(g) for g in self.groups]})
+
+    @classmethod
+    def load(cls, text: str) -> "_Cache":
+        d = json.loads(text)
+        if d.get("format") != _CACHE_FORMAT:
+            raise ValueError(f"format {d.get('format')!r}")
+
+        def group(g):
+            return dict(g, days=[date.fromisoformat(x) for x in g["days"]],
+                        **{k: datetime.fromisoformat(g[k]) if g[k] is not None else None for k in _TIMES})
+
+        return cls(datetime.fromisoformat(d["checkpoint"]), [group(g) for g in d["groups"]], int(d["n"]), int(d["h"]),
+                   float(d["peak"]))
+
+
+def _cache_key(conn, sql: str, params: dict) -> str:
+    """The cache holds for one query, one rule set and one database: a hash of all three."""
+    dsn = conn.get_dsn_parameters()
+    ident = [_CACHE_FORMAT, sql, {k: params[k] for k in ("start", "tz", "include_estimates", "unfilled", "estimated")},
+             [dsn.get(k) for k in ("host", "port", "dbname", "user")]]
+    return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _load_cache(state, key: str) -> _Cache | None:
+    try:
+        state.ensure_schema(CACHE_SCHEMA)
+        row = state.one("SELECT payload FROM metrics_cache WHERE key = ?", (key,))
+        return _Cache.load(row["payload"]) if row else None
+    except (sqlite3.Error, ValueError, KeyError, TypeError) as exc:  # unreadable: computed from scratch, rewritten
+        log.warning("metrics: the cache in %s is unreadable (%s); computing from scratch", state.path, exc)
+        return None
+
+
+def _save_cache(state, key: str, cache: _Cache) -> None:
+    """Best effort: the figures are right without it; a state DB that cannot take it is warned about."""
+    try:
+        state.ensure_schema(CACHE_SCHEMA)
+        with state.transaction() as c:
+            c.execute("DELETE FROM metrics_cache WHERE key <> ?", (key,))  # an older query's or config's
+            c.execute("INSERT INTO metrics_cache(key, built_at, payload) VALUES (?,?,?) ON CONFLICT(key) DO UPDATE"
+                      " SET built_at = excluded.built_at, payload = excluded.payload",
+                      (key, clock.timestamp(), cache.dump()))
+    except (sqlite3.Error, OSError) as exc:
+        log.warning("metrics: the cache was not saved in %s: %s", state.path, exc)
+
+
+def clear_cache(state) -> int:
+    state.ensure_schema(CACHE_SCHEMA)
+    return state.execute("DELETE FROM metrics_cache").rowcount
+
+
+# ------------------------------------------------------------------ the figures
+
+def _fetch(cur, sql: str, params: dict) -> list[dict]:
+    cur.execute(sql, params)
+    cols = [d[0] for d in cur.description]
+    return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+
+def _groups(cfg, conn, cur, query: str, cols: set[str], base: dict, state, fresh: bool) -> tuple[list[dict], dict]:
+    """The (class, sign, old) groups of every row in the window, from the cache where it holds;
+    and what was done ({"state": off|cold|warm|invalidated, ...}). Raw psycopg2 errors."""
+    import psycopg2
+
+    start, until = base["start"], base["until"]
+    checkpoint = until - CHECKPOINT_LAG
+    cold = dict(base, after=None, equity0=start, peak0=start, checkpoint=checkpoint)
+    reason = ("metrics.cache is false" if not cfg.metrics.cache else "a window with a start (--days, the weekly review)" if base["since"]
+              else f"PostgreSQL {conn.server_version // 10000} has no hash_record_extended (14+)"
+              if conn.server_version < 140000 else None)
+    if reason:
+        return _fetch(cur, _sql(query, cols), cold), {"state": "off", "reason": reason}
+    fp = _fp_expr(cols)
+    sql = _sql(query, cols, fp)
+    key = _cache_key(conn, sql, base)
+    cached = None if fresh else _load_cache(state, key)
+    info = {"state": "cold", "reason": "--fresh" if fresh else "no cache yet" if cached is None else ""}
+    try:
+        if cached is not None and cached.checkpoint > until:
+            info["reason"], cached = "the window ends before the cache's checkpoint", None
+        if cached is not None:
+            cur.execute(_VERIFY_SQL.format(query=query, fp=fp), {"after": cached.checkpoint, "until": until})
+            n, h = cur.fetchone()
+            if (int(n), int(h or 0)) == (cached.n, cached.h):
+                ckpt = max(checkpoint, cached.checkpoint)
+                new = _fetch(cur, sql, dict(base, after=cached.checkpoint, equity0=cached.equity(start),
+                                            peak0=cached.peak, checkpoint=ckpt))
+                if ckpt > cached.checkpoint:
+                    _save_cache(state, key, cached.advanced(new, ckpt))
+                return cached.groups + new, {"state": "warm", "checkpoint": cached.checkpoint.isoformat(),
+                                             "cached_trades": cached.n}
+            info = {"state": "invalidated", "reason": f"the {cached.n} trades before "
+                    f"{cached.checkpoint:%Y-%m-%d %H:%M} UTC changed ({int(n)} now)"}
+        groups = _fetch(cur, sql, cold)
+    except psycopg2.OperationalError:
+        raise
+    except psycopg2.Error as exc:  # e.g. a column type without a hash function: no cache for this query
+        conn.rollback()
+        log.info("metrics: no cache for this query (%s)", pg.error_text(exc))
+        return _fetch(cur, _sql(query, cols), cold), {"state": "off", "reason": f"the fingerprint failed: {pg.error_text(exc)}"}
+    _save_cache(state, key, _Cache.build(groups, checkpoint, start))
+    info["checkpoint"] = checkpoint.isoformat()
+    return groups, info
 
 
 def compute(cfg, state, days: int | None = None, *, since: datetime | None = None,
-            until: datetime | None = None) -> Report:
+            until: datetime | None = None, fresh: bool = False) -> Report:
     """Read the trades, compute the figures, the crashes and the gates. CannotRun if the DB is down.
-    `since`/`until` (aware) give another window than the last `days` up to now (the weekly review)."""
+    `since`/`until` (aware) give another window than the last `days` up to now (the weekly review).
+    `fresh`: compute every figure from scratch, not from the cache (which is then rebuilt)."""
     import psycopg2
 
     until = until or clock.now()
@@ -259,26 +476,27 @@ def compute(cfg, state, days: int | None = None, *, since: datetime | None = Non
     rep = Report(since=since, until=until, days=days, starting_equity=m.starting_equity)
     conn = pg.connect_cfg(cfg)
     try:
-        conn.set_session(readonly=True)
+        # one snapshot for the cache's check and the figures
+        conn.set_session(readonly=True, isolation_level="REPEATABLE READ")
         with conn.cursor() as cur:
             cur.execute("SET TIME ZONE 'UTC'")
             cur.execute("SET statement_timeout = %s", (int(cfg.database.statement_timeout * 1000),))
             # JIT compiling this plan costs more than running it (half a second and more at a
             # million rows); off for this session only, where the server has JIT at all (11+)
             cur.execute("SELECT set_config('jit', 'off', false) WHERE current_setting('server_version_num')::int >= 110000")
+            conn.commit()  # the settings outlive a statement that fails and is rolled back
             query = _query_text(cfg)
             cols = _query_columns(cur, cfg, query)
+            base = {"start": m.starting_equity, "tz": cfg.market.exchange_timezone, "until": until, "since": since,
+                    "include_estimates": m.include_estimates, **closes.params(cfg)}
             try:
-                cur.execute(_sql(query, cols),
-                            {"start": m.starting_equity, "tz": cfg.market.exchange_timezone, "until": until, "since": since,
-                             "include_estimates": m.include_estimates, **closes.params(cfg)})
+                groups, rep.cache = _groups(cfg, conn, cur, query, cols, base, state, fresh)
             except psycopg2.OperationalError as exc:
                 raise CannotRun(f"metrics: the trades query could not run: {pg.error_text(exc)}")
             except psycopg2.Error as exc:
                 raise ConfigError(cfg.source, "metrics.trades_query", f"the query failed: {pg.error_text(exc)} "
                                   "(expected columns pnl, entry_time, exit_time, symbol, risk_amount)")
-            cols = [d[0] for d in cur.description]
-            row = combine([dict(zip(cols, r)) for r in cur.fetchall()])
+            row = combine(groups)
     finally:
         conn.close()
 

@@ -20,10 +20,15 @@ def register(sub) -> None:
         "exchange sessions, and crashes recorded in the state DB; check the gates (metrics.*) and record the verdict "
         "for `mode live`. Never-filled closes (close_reason alpaca_*) are not trades; estimated closes and "
         "zero-P&L emergency closes are counted apart and left out unless metrics.include_estimates; other trades "
-        "with NULL pnl or exit time are rejected (left out, counted). Exit 0 GO, 1 NO-GO, 3 database unreachable.")
+        "with NULL pnl or exit time are rejected (left out, counted). Without --days, the figures of trades "
+        "closed more than an hour ago are kept in the state DB and reused while a fingerprint of those trades "
+        "(count and a hash of every row) still matches; any change to them recomputes everything. Exit 0 GO, 1 NO-GO, 3 database unreachable.")
     p.add_argument("--days", type=integer(1, 36500), metavar="N", help="only trades closed in the last N days (default: all)")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--dry-run", action="store_true", help="compute and print; do not record the verdict")
+    p.add_argument("--dry-run", action="store_true", help="compute and print; do not record the verdict (the "
+                   "figures' cache in the state DB is still kept up to date: it is derived data, not a decision)")
+    p.add_argument("--fresh", action="store_true", help="compute every figure from the trades, not from the cache of "
+                   "trades older than an hour (metrics.cache), and rebuild the cache")
     p.set_defaults(func=run, job="metrics")
 
 
@@ -50,13 +55,25 @@ def _gate_threshold(g) -> str:
     return f"{g.op} {t}"
 
 
+def _computed(cache: dict) -> str:
+    state = cache.get("state")
+    if state == "warm":
+        return (f"trades before {cache['checkpoint'][:16].replace('T', ' ')} UTC from the cache (fingerprint of "
+                f"{cache['cached_trades']} rows checked), later ones from the database")
+    if state == "invalidated":
+        return f"from scratch: {cache['reason']}; cache rebuilt"
+    if state == "cold":
+        return f"from scratch ({cache['reason'] or 'cache refreshed'}); cache rebuilt"
+    return f"from scratch (no cache: {cache.get('reason', '')})"
+
+
 def run(ctx, args: argparse.Namespace) -> int:
     from catalyst_ops import metrics
     from catalyst_ops.fmt import table
 
     if args.days is not None and args.days < 1:
         raise OpsError("metrics: --days: expected a whole number of days >= 1", USAGE)
-    rep = metrics.compute(ctx.cfg, ctx.db, args.days)
+    rep = metrics.compute(ctx.cfg, ctx.db, args.days, fresh=args.fresh)
     if not args.dry_run:
         metrics.record(ctx.db, rep)
     if ctx.as_json:
@@ -65,6 +82,7 @@ def run(ctx, args: argparse.Namespace) -> int:
         period = (f"last {rep.days} days ({rep.since:%Y-%m-%d %H:%M} .. {rep.until:%Y-%m-%d %H:%M} UTC)" if rep.days
                   else f"all closed trades up to {rep.until:%Y-%m-%d %H:%M} UTC")
         ctx.out(f"period: {period}")
+        ctx.out(f"computed: {_computed(rep.cache)}")
         est = rep.estimates
         apart = [["never filled (not trades)", rep.not_filled],
                  ["estimates (" + ("included" if est["included"] else "excluded") + ")",
