@@ -49,11 +49,12 @@ def start(trades: int, orders: bool = True):
 last_cpu = 0.0  # CPU seconds (user + system) of the last cli() child
 
 
-def cli(config: Path, *args: str) -> tuple[int, float, int, str]:
-    """Run catalyst-ops as a child: (exit code, wall seconds, peak RSS KiB of that child, output)."""
+def cli(config: Path, *args: str, env: dict | None = None) -> tuple[int, float, int, str]:
+    """Run catalyst-ops as a child: (exit code, wall seconds, peak RSS KiB of that child, output);
+    `env`: variables added to this process's environment for the child."""
     import subprocess
 
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = dict(os.environ, PYTHONPATH=str(REPO), **(env or {}))
     with tempfile.TemporaryFile() as out:
         t = time.monotonic()
         p = subprocess.Popen([sys.executable, "-m", "catalyst_ops", "--config", str(config), *args],

@@ -55,16 +55,8 @@ def _backend_cpu(cluster) -> float:
 def _run(cluster, config, *args, one_core: bool = False) -> tuple[float, float, float, int, dict]:
     """(wall s, its CPU s, PostgreSQL CPU s, peak RSS KiB, JSON) of one `metrics --json --dry-run`."""
     before = _backend_cpu(cluster)
-    saved = os.environ.get("PGOPTIONS")
-    if one_core:
-        os.environ["PGOPTIONS"] = "-c max_parallel_workers_per_gather=0"
-    try:
-        code, wall, rss, out = _common.cli(config, "metrics", "--json", "--dry-run", *args)
-    finally:
-        if saved is None:
-            os.environ.pop("PGOPTIONS", None)
-        else:
-            os.environ["PGOPTIONS"] = saved
+    env = {"PGOPTIONS": "-c max_parallel_workers_per_gather=0"} if one_core else None
+    _, wall, rss, out = _common.cli(config, "metrics", "--json", "--dry-run", *args, env=env)
     cpu = _common.last_cpu
     time.sleep(0.3)  # a backend's CPU lands in the postmaster's children once it exits
     data = json.loads(out[out.index("{"):out.rindex("}") + 1])

@@ -404,11 +404,6 @@ def _save_cache(state, key: str, cache: _Cache) -> None:
         log.warning("metrics: the cache was not saved in %s: %s", state.path, exc)
 
 
-def clear_cache(state) -> int:
-    state.ensure_schema(CACHE_SCHEMA)
-    return state.execute("DELETE FROM metrics_cache").rowcount
-
-
 # ------------------------------------------------------------------ the figures
 
 def _fetch(cur, sql: str, params: dict) -> list[dict]:
@@ -434,7 +429,7 @@ def _groups(cfg, conn, cur, query: str, cols: set[str], base: dict, state, fresh
     sql = _sql(query, cols, fp)
     key = _cache_key(conn, sql, base)
     cached = None if fresh else _load_cache(state, key)
-    info = {"state": "cold", "reason": "--fresh" if fresh else "no cache yet" if cached is None else ""}
+    info = {"state": "cold", "reason": "--fresh" if fresh else "no cache yet"}  # else overwritten below
     try:
         if cached is not None and cached.checkpoint > until:
             info["reason"], cached = "the window ends before the cache's checkpoint", None

@@ -63,7 +63,7 @@ def _computed(cache: dict) -> str:
     if state == "invalidated":
         return f"from scratch: {cache['reason']}; cache rebuilt"
     if state == "cold":
-        return f"from scratch ({cache['reason'] or 'cache refreshed'}); cache rebuilt"
+        return f"from scratch ({cache['reason']}); cache rebuilt"
     return f"from scratch (no cache: {cache.get('reason', '')})"
 
 
