@@ -272,3 +272,15 @@ def test_cli_says_how_it_computed_and_fresh_rebuilds(env):
     assert d["cache"]["state"] == "cold" and d["cache"]["reason"] == "--fresh"
     assert res.code in (0, 1)
     assert sqlite3.connect(pgdb.state_db).execute("SELECT count(*) FROM metrics_verdicts").fetchone()[0] == 1
+
+
+def test_a_cache_the_state_db_refuses_is_warned_about_and_the_figures_stand(env, caplog):
+    pgdb, cfg, state = env
+    until = _seed(pgdb, 23, 30, 3)
+    state.ensure_schema(metrics.CACHE_SCHEMA)
+    state.execute("CREATE TRIGGER refuse BEFORE INSERT ON metrics_cache BEGIN SELECT RAISE(ABORT, 'no room'); END")
+    rep = metrics.compute(cfg, state, until=until)
+    _same(rep, _scratch(cfg, state, until))
+    assert "the cache was not saved" in caplog.text and "no room" in caplog.text
+    assert state.one("SELECT count(*) AS n FROM metrics_cache")["n"] == 0
+    assert metrics.compute(cfg, state, until=until).cache == dict(rep.cache, reason="no cache yet")
