@@ -223,7 +223,13 @@ def test_a_unit_that_dies_as_it_starts_is_seen_through_systemd_and_started_once_
     # leave it running for the tests after this one (six starts in seconds: systemd's start limit)
     host.check_output(f"{BIN} sandbox fault news clear --rundir {STANDIN}")
     host.check_output("systemctl reset-failed catalyst-news.service; systemctl start catalyst-news.service")
-    host.check_output(f"{BIN} status news")
+    # systemctl start returns as the process is forked, before it listens: give it the time a start takes
+    for _ in range(30):
+        res = host.run(f"{BIN} status news")
+        if res.rc == 0:
+            break
+        time.sleep(1)
+    assert res.rc == 0, res.stdout + res.stderr
 
 
 def test_validation_jobs_scheduled(host):
