@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _bytecode  # noqa: F401  (first: the children run from bytecode, as on a droplet)
 import os
 import sys
 import tempfile

@@ -6,6 +6,7 @@ with the stack up and with every Catalyst service down (broker only). Prints its
 
 from __future__ import annotations
 
+import _bytecode  # noqa: F401  (first: the children run from bytecode, as on a droplet)
 import json
 import sys
 import tempfile

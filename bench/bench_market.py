@@ -5,6 +5,7 @@ Prints figures; asserts nothing. Run: PYTHONPATH=. python bench/bench_market.py
 
 from __future__ import annotations
 
+import _bytecode  # noqa: F401  (first: the children run from bytecode, as on a droplet)
 import os
 import statistics
 import subprocess

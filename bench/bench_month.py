@@ -16,6 +16,7 @@ and compaction). Prints figures; asserts nothing.
 
 from __future__ import annotations
 
+import _bytecode  # noqa: F401  (first: the children run from bytecode, as on a droplet)
 import argparse
 import json
 import os

@@ -16,6 +16,7 @@ checkout of catalyst_ops (PYTHONPATH=DIR) with its own defaults: today's code as
 
 from __future__ import annotations
 
+import _bytecode  # noqa: F401  (first: the children run from bytecode, as on a droplet)
 import argparse
 import os
 import shutil

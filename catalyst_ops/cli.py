@@ -26,11 +26,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(USAGE, f"{self.prog}: error: {message}\n")
 
 
-# The commands cron and the monitor's unit start, and the module that registers each. A run of one
+# The commands cron and the monitor's unit start (and `metrics`), and the module that registers each. A run of one
 # of them builds only that module's parsers: importing and building all sixty-odd subparsers costs
 # more CPU than a skipped market job itself. tests/test_cli_fast.py keeps this table honest.
 FAST = {"health": "status", "market-open": "market", "scan": "market", "market-close": "market",
-        "backup": "backup", "report": "report", "weekly-maintenance": "maintenance", "rotate-logs": "maintenance", "monitor": "monitor"}
+        "backup": "backup", "report": "report", "weekly-maintenance": "maintenance", "rotate-logs": "maintenance", "monitor": "monitor",
+        "metrics": "metrics"}  # not scheduled, but its target is one second for the whole command
 _GLOBAL_WITH_VALUE = ("--config", "--now")
 
 
