@@ -177,7 +177,19 @@ def test_status_against_the_standin_stack_on_the_droplet(host):
     assert states == {s: "healthy" for s in SERVICES}
 
 
-def test_health_job_restarts_a_killed_service_through_systemd(host):
+@pytest.fixture
+def cron_paused(host):
+    """cron stopped for the test: its own */5 health run, started between the test's kill and the test's
+    health run, would restart the service first and leave the test's run nothing to report. (Debian's
+    cron unit has KillMode=process: a job already running finishes; the test's run waits out its lock.)"""
+    host.check_output("systemctl stop cron")
+    try:
+        yield
+    finally:
+        host.check_output("systemctl start cron")
+
+
+def test_health_job_restarts_a_killed_service_through_systemd(host, cron_paused):
     host.check_output(f"{BIN} sandbox fault scanner down --rundir {STANDIN}")
     assert host.run(f"{BIN} status scanner").rc == 1
     assert not host.service("catalyst-scanner").is_running
@@ -202,7 +214,7 @@ def _health_run(host):
     return res
 
 
-def test_a_unit_that_dies_as_it_starts_is_seen_through_systemd_and_started_once_more(host):
+def test_a_unit_that_dies_as_it_starts_is_seen_through_systemd_and_started_once_more(host, cron_paused):
     # systemctl restart of a Type=simple unit succeeds even when its process exits a moment later: the
     # health job reads the unit's state (ActiveState failed) instead of waiting for a dead process
     host.check_output(f"{BIN} sandbox fault news crash-start --attempts 1 --rundir {STANDIN}")
