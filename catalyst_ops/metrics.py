@@ -48,6 +48,7 @@ import hashlib
 import json
 import logging
 import math
+import operator
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -301,10 +302,6 @@ _GROUP_KEYS = ("c", "s", "n", "total", "lo", "hi", "r_sum", "r_n", "dd_amount", 
 _TIMES = ("first_exit", "last_exit", "first_entry")
 
 
-def _none_add(a, b):
-    return b if a is None else a if b is None else a + b
-
-
 def _none_pick(fn, a, b):
     return b if a is None else a if b is None else fn(a, b)
 
@@ -319,7 +316,8 @@ def _merge(groups: list[dict]) -> list[dict]:
             continue
         m["n"] += g["n"]
         m["r_n"] += g["r_n"]
-        m["total"], m["r_sum"] = _none_add(m["total"], g["total"]), _none_add(m["r_sum"], g["r_sum"])
+        for k in ("total", "r_sum"):
+            m[k] = _none_pick(operator.add, m[k], g[k])
         for k in ("lo", "first_exit", "first_entry"):
             m[k] = _none_pick(min, m[k], g[k])
         for k in ("hi", "dd_amount", "dd", "last_exit"):

@@ -177,6 +177,15 @@ def test_status_against_the_standin_stack_on_the_droplet(host):
     assert states == {s: "healthy" for s in SERVICES}
 
 
+def _health_run(host):
+    for _ in range(5):  # cron's own */5 health run may hold the lock for a moment
+        res = host.run(f"{BIN} health --json")
+        if "skipped" not in res.stdout + res.stderr:
+            return res
+        time.sleep(2)
+    return res
+
+
 @pytest.fixture
 def cron_paused(host):
     """cron stopped for the test: its own */5 health run, started between the test's kill and the test's
@@ -193,25 +202,12 @@ def test_health_job_restarts_a_killed_service_through_systemd(host, cron_paused)
     host.check_output(f"{BIN} sandbox fault scanner down --rundir {STANDIN}")
     assert host.run(f"{BIN} status scanner").rc == 1
     assert not host.service("catalyst-scanner").is_running
-    for _ in range(5):  # cron's own */5 health run may hold the lock for a moment
-        res = host.run(f"{BIN} health --json")
-        if "skipped" not in res.stdout + res.stderr:
-            break
-        time.sleep(2)
+    res = _health_run(host)
     assert res.rc == 1, res.stdout + res.stderr  # it found a problem (and fixed it)
     restarts = {r["service"]: r["outcome"] for r in json.loads(res.stdout)["restarts"]}
     assert restarts == {"scanner": "recovered"}
     assert host.service("catalyst-scanner").is_running
     assert host.run(f"{BIN} status").rc == 0
-
-
-def _health_run(host):
-    for _ in range(5):  # cron's own */5 health run may hold the lock for a moment
-        res = host.run(f"{BIN} health --json")
-        if "skipped" not in res.stdout + res.stderr:
-            return res
-        time.sleep(2)
-    return res
 
 
 def test_a_unit_that_dies_as_it_starts_is_seen_through_systemd_and_started_once_more(host, cron_paused):
